@@ -15,6 +15,9 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 # torch is pinned first and explicitly: an unpinned torch pulls a multi-GB CUDA build.
 "${PIP[@]}" install "torch==2.13.0"
 "${PIP[@]}" install -e ".[cpu,ros,dev]"
+# franka_msgs (interfaces/franka_msgs, franka_ros2 v3.4.0's types) built into the venv with cmake/g++;
+# skipped when up to date or when a system franka_msgs is importable. See scripts/build_franka_msgs.py.
+"$VENV/bin/python" scripts/build_franka_msgs.py
 "$VENV/bin/python" -c "import torch, mujoco, onnxruntime, rclpy, lpds_ros" \
     || { echo "install.sh: the venv is incomplete (see pip's messages above)"; exit 1; }
 echo "install.sh: ready ($VENV)"
