@@ -60,8 +60,94 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler="lpds_ros.evaluate:demo")
 
 
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a frozen decoder (and its LP-DS steering net) to ONNX + manifest for the runtime")
+    p.add_argument("--policy", required=True, help="policy folder, e.g. models/franka-lift-diffusion")
+    p.add_argument("--steering", help="LP-DS steering checkpoint trained against this policy (exports steering.onnx)")
+    p.add_argument("--out", required=True, help="output folder (manifest.json, decoder.onnx, steering.onnx)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset of the default domain (>= 17)")
+    p.add_argument("--no-specialize", action="store_true", help="write the plain traced decoder graph (slower; for debugging)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
+    p.set_defaults(handler="lpds_ros.runtime.export:main")
+
+
+def _add_bench_latency(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench-latency", help="per-call latency of onnxruntime vs eager torch (p50/p99/max) and batch-64 throughput")
+    p.add_argument("--model", help="export folder (or policy folder, exported on the fly); default: the reference "
+                   "policies (3 x 512 MLP denoiser, chunk 8 x 7, diffusion K=5, flow K=4 and K=10) with random weights")
+    p.add_argument("--policy", help="torch policy folder for the eager side (default: the one the manifest records)")
+    p.add_argument("--steering", help="steering checkpoint for the eager side (default: the one the manifest records)")
+    p.add_argument("--mode", choices=["auto", "steered", "base"], default="auto", help="steered: w = eps + Delta(s); base: w = eps")
+    p.add_argument("--calls", type=int, default=10_000, help="timed batch-1 calls per backend (>= 10000 for the report)")
+    p.add_argument("--batch", type=int, default=64, help="batch size of the throughput measurement (0: skip)")
+    p.add_argument("--batch-calls", type=int, default=300, help="timed calls of the throughput measurement")
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads of onnxruntime and torch")
+    p.add_argument("--providers", default="cpu", help="onnxruntime providers: cpu, auto (CUDA/TensorRT when present) or a name")
+    p.add_argument("--cpu", type=int, help="pin this process to one CPU core (like taskset -c N)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="write the results JSON here (default without --model: results/latency.json)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on the last line")
+    p.set_defaults(handler="lpds_ros.runtime.bench:main")
+
+
+def _add_finetune(sub: argparse._SubParsersAction) -> None:
+    from lpds_ros.steering.registry import METHODS
+
+    p = sub.add_parser("finetune", help="steer a frozen policy online (LP-DS or a baseline); budget in env steps")
+    p.add_argument("--task", required=True, help="task name, e.g. franka-lift")
+    p.add_argument("--policy", help="frozen base policy folder (default: models/<task>-<backbone>)")
+    p.add_argument("--backbone", choices=["diffusion", "flow"], default="diffusion", help="picks the default --policy")
+    p.add_argument("--method", choices=list(METHODS), default="lpds", help="steering method")
+    p.add_argument("--steps", type=int, default=30_000, help="budget in env steps (not chunks)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="run folder (default: runs/<task>-<backbone>/<method>/seed<seed>)")
+    p.add_argument("--num-envs", dest="num_envs", type=int, help="training envs, decoded in one batch (default 8)")
+    p.add_argument("--utd", type=float, help="gradient updates per chunk transition (default 1)")
+    p.add_argument("--delta", type=float, help="LP-DS bound on E||Delta||^2 (default: the task's, see steering/config.py)")
+    p.add_argument("--learning-starts", dest="learning_starts", type=int, help="env steps of the base policy before updates (default 2000)")
+    p.add_argument("--buffer-size", dest="buffer_size", type=int, help="replay capacity in chunk transitions (default: the budget)")
+    p.add_argument("--eval-every", dest="eval_every", type=int, help="env steps between evaluations (default 5000)")
+    p.add_argument("--eval-episodes", dest="eval_episodes", type=int, help="episodes per evaluation (default 20)")
+    p.add_argument("--eval-envs", dest="eval_envs", type=int, help="parallel envs of an evaluation (default 10)")
+    p.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, help="env steps between checkpoints (default 10000)")
+    p.add_argument("--entropy-latents", dest="entropy_latents", type=int, help="latents per state of the entropy metric (default 256)")
+    p.add_argument("--entropy-states", dest="entropy_states", type=int, help="states of the entropy metric (default 16)")
+    p.add_argument("--threads", dest="torch_threads", type=int, help="torch threads (default 1)")
+    p.add_argument("--device", help="torch device of the decoder and steering nets: cpu (default) or cuda")
+    p.add_argument("--agent-config", dest="agent_config", help="YAML of the method's config fields (LPDSConfig, DSRLConfig, ...)")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt if it exists")
+    p.add_argument("--no-progress", dest="no_progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler="lpds_ros.steering.loop:main")
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="the steering comparison: cached runs per (task, backbone, method, seed), table and plots")
+    p.add_argument("--tasks", default="franka-lift", help="comma-separated task names")
+    p.add_argument("--backbones", default="diffusion", help="comma-separated: diffusion,flow")
+    p.add_argument("--methods", default="base,dsrl,lpds", help="comma-separated steering methods")
+    p.add_argument("--steps", type=int, default=30_000, help="budget of each run in env steps")
+    p.add_argument("--seeds", type=int, default=5, help="number of seeds per cell")
+    p.add_argument("--seed-offset", dest="seed_offset", type=int, default=0, help="first seed")
+    p.add_argument("--jobs", type=int, default=2, help="parallel runs (processes, one torch thread each)")
+    p.add_argument("--results", default="results", help="results folder (runs/ cache, aggregates, plots)")
+    p.add_argument("--policy-root", dest="policy_root", default="models", help="base policies live at <root>/<task>-<backbone>")
+    p.add_argument("--num-envs", dest="num_envs", type=int, help="training envs per run (default 8)")
+    p.add_argument("--utd", type=float, help="gradient updates per chunk transition (default 1)")
+    p.add_argument("--learning-starts", dest="learning_starts", type=int, help="env steps before updates (default 2000)")
+    p.add_argument("--eval-every", dest="eval_every", type=int, help="env steps between evaluations (default 5000)")
+    p.add_argument("--eval-episodes", dest="eval_episodes", type=int, help="episodes per evaluation (default 20)")
+    p.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, help="env steps between checkpoints")
+    p.add_argument("--entropy-states", dest="entropy_states", type=int, help="states of the entropy metric (default 16)")
+    p.add_argument("--entropy-latents", dest="entropy_latents", type=int, help="latents per state of the entropy metric (default 256)")
+    p.add_argument("--device", help="torch device of every run: cpu (default) or cuda")
+    p.add_argument("--force", action="store_true", help="re-run cells that are already cached")
+    p.add_argument("--ray-address", dest="ray_address", help="send runs to an existing Ray cluster (optional `ray` extra)")
+    p.add_argument("--no-progress", dest="no_progress", action="store_true")
+    p.set_defaults(handler="lpds_ros.steering.bench:main")
+
+
 # One entry per sub-command, in the order `lpds --help` lists them.
-COMMANDS = [_add_collect, _add_pretrain, _add_evaluate, _add_demo]
+COMMANDS = [_add_collect, _add_pretrain, _add_evaluate, _add_demo, _add_export, _add_bench_latency, _add_finetune, _add_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,130 @@
+"""LP-DS: a state-conditioned shift of the prior noise under a Lagrangian trust region (DESIGN §3).
+
+    w = ε + Δ_θ(s),  ε ~ N(0, I) in R^{H×d},  a = Φ(s, w)          (Δ_θ's output layer starts at 0)
+    maximise  E_s[ Q^W(s, ε + Δ_θ(s)) ]   subject to   E_s‖Δ_θ(s)‖² ≤ δ
+
+Each ``update`` is, in order: one chunk-TD step of the action critic Q^A, one distillation step of the
+noise critic Q^W onto Q^A(s, Φ(s, ε)) with prior ε, one actor step on
+E[Q^W(s, ε + Δ_θ(s)) − α'(‖Δ_θ(s)‖² − δ)], one projected dual step α ← max(0, α + η_α E[‖Δ‖² − δ]),
+and the Polyak step of Q^A's targets.  The actor's multiplier α' = max(0, α + k_p E[‖Δ‖² − δ]) adds a
+proportional term to the dual variable (PI-Lagrangian); k_p = 0 is the plain scheme of DESIGN §3, which
+oscillates around the bound (see ``LPDSConfig.dual_kp``).  ``lagrange=False`` is the ablation: α stays 0 and there is no bound.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import Tensor
+
+from lpds_ros.steering.agent import (SteeringAgent, chunk_td_target, distill_loss, requires_grad_,
+                                     twin_td_loss)
+from lpds_ros.steering.config import LPDSConfig
+from lpds_ros.steering.networks import TwinQ, mlp, polyak_
+
+
+class LPDSAgent(SteeringAgent):
+    name = "lpds"
+    config_class = LPDSConfig
+    metric_keys = ("critic/td_loss", "critic/q_mean", "critic/distill_loss", "actor/loss", "actor/q_w",
+                   "actor/delta_sq", "actor/deviation", "dual/alpha", "dual/alpha_effective", "dual/violation")
+
+    def __init__(self, decoder, config: LPDSConfig, seed: int = 0, device: str = "cpu") -> None:
+        super().__init__(decoder, config, seed, device)
+        if config.delta is None:
+            raise ValueError("LPDSConfig.delta must be resolved (the task's δ) before building the agent")
+        c, hidden, act = config, config.hidden_dims, config.activation
+        self.nets["delta"] = mlp(self.obs_dim, self.latent_dim, hidden, act, zero_last=True)
+        self.nets["q_a"] = TwinQ(self.obs_dim, self.exec_dim, hidden, act)
+        self.nets["q_a_target"] = copy.deepcopy(self.nets["q_a"]).requires_grad_(False)
+        self.nets["q_w"] = mlp(self.obs_dim + self.latent_dim, 1, hidden, act)
+        self.register_buffer("alpha", torch.tensor(float(c.alpha_init) if c.lagrange else 0.0))
+        self.to(self.device)
+        self.add_optimizer("delta", self.nets["delta"])
+        self.add_optimizer("q_a", self.nets["q_a"])
+        self.add_optimizer("q_w", self.nets["q_w"])
+
+    @property
+    def extra_fields(self) -> dict[str, tuple[int, ...]]:
+        fields = {"latent": (self.horizon, self.action_dim)}
+        if self.config.distill_noise == "replay":
+            fields |= {"prior_latent": (self.horizon, self.action_dim), "prior_action": (self.exec_horizon, self.action_dim)}
+        return fields
+
+    def shift(self, obs: Tensor) -> Tensor:
+        """Δ_θ(s): [B, obs_dim] -> [B, H·d]."""
+        return self.nets["delta"](self.features(obs))
+
+    # ------------------------------------------------------------------------------------- acting
+    @torch.no_grad()
+    def act(self, obs, generator, warmup=False):
+        b = obs.shape[0]
+        eps = self.randn(b, self.horizon, self.action_dim, generator=generator)
+        w = eps if warmup else eps + self.shift(obs).view_as(eps)
+        if self.config.distill_noise == "fresh":
+            return self.decode(obs, w), {"latent": w}
+        eps_prior = self.randn(b, self.horizon, self.action_dim, generator=generator)
+        chunk, prior_chunk = self.decode(torch.cat([obs, obs]), torch.cat([w, eps_prior])).split(b)
+        return chunk, {"latent": w, "prior_latent": eps_prior, "prior_action": prior_chunk[:, : self.exec_horizon]}
+
+    @torch.no_grad()
+    def policy_chunk(self, obs, eps):
+        return self.decode(obs, eps + self.shift(obs).view_as(eps))
+
+    @torch.no_grad()
+    def deviation(self, obs):
+        return self.shift(obs).pow(2).sum(-1).mean().item()
+
+    # ------------------------------------------------------------------------------------- update
+    def update(self, batch: dict[str, Tensor]) -> dict[str, float]:
+        c, nets = self.config, self.nets
+        obs, next_obs = batch["obs"], batch["next_obs"]
+        x, x_next = self.features(obs), self.features(next_obs)
+        n = obs.shape[0]
+
+        # 1. Chunk TD for Q^A: y = r + γ^k (1 − done) min_j Q^A_target(s', Φ(s', ε' + Δ_θ(s'))).
+        with torch.no_grad():
+            w_next = self.randn(n, self.latent_dim) + self.shift(next_obs)
+            a_next = self.decode(next_obs, w_next.view(n, self.horizon, self.action_dim))[:, : self.exec_horizon]
+            y = chunk_td_target(batch, nets["q_a_target"].min(x_next, a_next.flatten(1)))
+        td_loss = twin_td_loss(nets["q_a"], x, batch["action"].flatten(1), y)
+        self.step("q_a", td_loss)
+
+        # 2. Distil Q^W(s, ε) onto Q^A(s, Φ(s, ε)) with prior noise ε ~ N(0, I).
+        prior_latent, prior_action = prior_pairs(self, batch, obs)
+        d_loss = distill_loss(nets["q_w"], nets["q_a"], x, prior_latent, prior_action)
+        self.step("q_w", d_loss)
+
+        # 3. Actor: maximise E[Q^W(s, ε + Δ_θ(s)) − α' (‖Δ_θ(s)‖² − δ)], α' = max(0, α + k_p (E‖Δ‖² − δ)).
+        delta = nets["delta"](x)
+        delta_sq = delta.pow(2).sum(-1).mean()
+        requires_grad_(nets["q_w"], False)
+        q_w = nets["q_w"](torch.cat([x, self.randn(n, self.latent_dim) + delta], dim=-1)).mean()
+        requires_grad_(nets["q_w"], True)
+        violation = delta_sq.detach() - c.delta
+        alpha = (self.alpha + c.dual_kp * violation).clamp_min(0.0) if c.lagrange else self.alpha
+        actor_loss = -q_w + alpha * (delta_sq - c.delta)
+        self.step("delta", actor_loss)
+
+        # 4. Projected dual ascent: α ← max(0, α + η_α (E‖Δ‖² − δ)).
+        if c.lagrange:
+            self.alpha.copy_((self.alpha + c.dual_lr * violation).clamp_min(0.0))
+
+        polyak_(nets["q_a_target"], nets["q_a"], c.tau)
+        self.num_updates += 1
+        return {
+            "critic/td_loss": td_loss.item(), "critic/q_mean": y.mean().item(), "critic/distill_loss": d_loss.item(),
+            "actor/loss": actor_loss.item(), "actor/q_w": q_w.item(), "actor/delta_sq": delta_sq.item(),
+            "actor/deviation": delta_sq.item(), "dual/alpha": self.alpha.item(), "dual/alpha_effective": float(alpha),
+            "dual/violation": violation.item(),
+        }
+
+
+def prior_pairs(agent: SteeringAgent, batch: dict[str, Tensor], obs: Tensor) -> tuple[Tensor, Tensor]:
+    """(ε [B, H·d], Φ(s, ε)[:, :H_exec] flattened) for the noise critic: stored beside each transition
+    (``distill_noise="replay"``) or drawn and decoded now (``"fresh"``)."""
+    n = obs.shape[0]
+    if agent.config.distill_noise == "replay":
+        return batch["prior_latent"].flatten(1), batch["prior_action"].flatten(1)
+    eps = agent.randn(n, agent.horizon, agent.action_dim)
+    return eps.flatten(1), agent.decode(obs, eps)[:, : agent.exec_horizon].flatten(1)

@@ -1,0 +1,219 @@
+"""LP-DS and the baselines on toys: the dual step, step-0 equality, chunk TD, distillation, mode shifting."""
+import numpy as np
+import pytest
+import torch
+
+from lpds_ros.errors import LpdsError
+from lpds_ros.steering.buffer import ReplayBuffer, transition_fields
+from lpds_ros.steering.config import DSRLConfig, LPDSConfig, ResidualConfig
+from lpds_ros.steering.entropy import knn_entropy
+from lpds_ros.steering.registry import METHODS, make_agent
+from lpds_ros.steering.toy import BimodalDecoder
+
+torch.set_num_threads(1)
+SMALL = dict(hidden_dims=(64, 64), batch_size=128)
+
+
+def _batch(agent, n=32, seed=0, reward=None, done=None, discount=None):
+    g = torch.Generator().manual_seed(seed)
+    batch = {name: torch.randn((n, *shape), generator=g)
+             for name, shape in transition_fields(agent.obs_dim, agent.exec_horizon, agent.action_dim,
+                                                  agent.extra_fields).items()}
+    batch["action"] = batch["action"].clamp(-1, 1)
+    batch["reward"] = torch.zeros(n) if reward is None else reward
+    batch["done"] = torch.zeros(n) if done is None else done
+    batch["discount"] = torch.full((n,), 0.99 ** agent.exec_horizon) if discount is None else discount
+    return batch
+
+
+def test_registry_lists_every_method_and_rejects_unknown_names():
+    assert set(METHODS) == {"base", "lpds", "lpds-nolagrange", "dsrl", "dsrl-sac", "residual"}
+    with pytest.raises(LpdsError, match="valid methods: base, lpds"):
+        make_agent("lpds-typo", BimodalDecoder())
+    assert make_agent("lpds", BimodalDecoder(), task="franka-lift").config.delta == 0.35
+    assert make_agent("lpds-nolagrange", BimodalDecoder(), LPDSConfig(delta=0.2)).config.lagrange is False
+
+
+def test_configs_reject_bad_values_naming_the_field():
+    with pytest.raises(ValueError, match="LPDSConfig.delta"):
+        LPDSConfig(delta=-1.0)
+    with pytest.raises(ValueError, match="AgentConfig.gamma|LPDSConfig.gamma"):
+        LPDSConfig(gamma=1.5)
+    with pytest.raises(ValueError, match="activation"):
+        DSRLConfig(activation="swish-typo")
+
+
+def test_dual_ascent_raises_alpha_when_violated_and_returns_to_zero_when_slack():
+    decoder = BimodalDecoder(obs_dim=3, action_dim=2, horizon=4, exec_horizon=2)
+    agent = make_agent("lpds", decoder, LPDSConfig(delta=0.1, dual_lr=0.5, dual_kp=0.0, **SMALL), seed=0)
+    batch = _batch(agent)
+    with torch.no_grad():  # force a shift with E‖Δ‖² = 8 · 0.2² = 0.32 > δ
+        agent.nets["delta"][-1].bias.fill_(0.2)
+    alphas = [agent.update(batch)["dual/alpha"] for _ in range(5)]
+    assert alphas[0] > 0 and all(b > a for a, b in zip(alphas, alphas[1:]))
+    with torch.no_grad():  # now a slack constraint: Δ = 0
+        agent.nets["delta"][-1].weight.zero_()
+        agent.nets["delta"][-1].bias.zero_()
+    agent.optimizers["delta"] = torch.optim.SGD(agent.nets["delta"].parameters(), lr=0.0)  # hold Δ at 0
+    for _ in range(100):
+        metrics = agent.update(batch)
+        if metrics["dual/alpha"] == 0.0:
+            break
+    assert metrics["dual/alpha"] == 0.0 and metrics["dual/violation"] == pytest.approx(-0.1)
+
+
+def test_no_lagrange_ablation_keeps_alpha_at_zero():
+    decoder = BimodalDecoder(obs_dim=3, action_dim=2, horizon=4, exec_horizon=2)
+    agent = make_agent("lpds-nolagrange", decoder, LPDSConfig(delta=0.1, **SMALL))
+    with torch.no_grad():
+        agent.nets["delta"][-1].bias.fill_(1.0)
+    metrics = agent.update(_batch(agent))
+    assert metrics["dual/alpha"] == 0.0 and metrics["dual/alpha_effective"] == 0.0
+
+
+def test_step_zero_steered_decode_equals_base_decode():
+    decoder = BimodalDecoder(obs_dim=3, action_dim=2, horizon=4, exec_horizon=2)
+    agent = make_agent("lpds", decoder, LPDSConfig(delta=0.3), seed=0)
+    obs, eps = torch.randn(16, 3), torch.randn(16, 4, 2)
+    assert torch.equal(agent.policy_chunk(obs, eps), decoder.decode(obs, eps))
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    chunk, extras = agent.act(obs, g1)
+    assert torch.equal(chunk, decoder.decode(obs, torch.randn((16, 4, 2), generator=g2)))
+    assert torch.equal(extras["latent"], extras["latent"]) and agent.deviation(obs) == 0.0
+
+
+def test_chunk_td_target_on_a_hand_computed_mdp():
+    """Q^A_target ≡ c: y = r + γ^k (1 − done) c, with r, k, done as the loop stores them."""
+    decoder = BimodalDecoder(obs_dim=2, action_dim=1, horizon=4, exec_horizon=2)
+    agent = make_agent("lpds", decoder, LPDSConfig(delta=0.3, **SMALL))
+    c, gamma = 2.0, 0.9
+    for q in agent.nets["q_a_target"].qs:
+        with torch.no_grad():
+            q[-1].weight.zero_()
+            q[-1].bias.fill_(c)
+    # three transitions: a full chunk (k = 2, rewards 0 then 1), a chunk cut by termination after its first
+    # step (reward 1), a chunk cut by a time limit after one step (reward 0, still bootstraps).
+    reward = torch.tensor([0 + gamma * 1.0, 1.0, 0.0])
+    discount = torch.tensor([gamma**2, gamma, gamma])
+    done = torch.tensor([0.0, 1.0, 0.0])
+    batch = _batch(agent, n=3, reward=reward, done=done, discount=discount)
+    expected = torch.tensor([0.9 + 0.81 * 2.0, 1.0, 0.9 * 2.0])
+    assert agent.update(batch)["critic/q_mean"] == pytest.approx(expected.mean().item(), abs=1e-5)
+
+
+def test_loop_chunk_rewards_discounts_and_done_flags():
+    """ChunkEnvs sums γ^i r_i over the executed steps and stops an env whose episode ends mid-chunk."""
+    import gymnasium as gym
+
+    from lpds_ros.steering.loop import ChunkEnvs
+
+    class Chain(gym.Env):  # reward 1 per step; terminates after 3 steps (or truncates, if asked)
+        observation_space = gym.spaces.Box(-10, 10, (1,), np.float32)
+        action_space = gym.spaces.Box(-1, 1, (1,), np.float32)
+
+        def __init__(self, truncate):
+            self.truncate = truncate
+
+        def reset(self, *, seed=None, options=None):
+            self.t = 0
+            return np.zeros(1, np.float32), {}
+
+        def step(self, action):
+            self.t += 1
+            end = self.t >= 3
+            return np.full(1, self.t, np.float32), 1.0, end and not self.truncate, end and self.truncate, {}
+
+    envs = ChunkEnvs([Chain(False), Chain(True)], seed=0, gamma=0.5)
+    actions = np.zeros((2, 2, 1), np.float32)
+    fields, finished, steps = envs.step(actions)
+    assert steps == 4 and finished == []
+    np.testing.assert_allclose(fields["reward"], [1.5, 1.5])
+    np.testing.assert_allclose(fields["discount"], [0.25, 0.25])
+    fields, finished, steps = envs.step(actions)  # each env ends after one step of this chunk
+    assert steps == 2 and len(finished) == 2 and finished[0]["return"] == 3.0
+    np.testing.assert_allclose(fields["reward"], [1.0, 1.0])
+    np.testing.assert_allclose(fields["discount"], [0.5, 0.5])
+    np.testing.assert_allclose(fields["done"], [1.0, 0.0])  # termination only, not truncation
+    np.testing.assert_allclose(fields["next_obs"], [[3.0], [3.0]])  # the final obs, not the reset one
+    np.testing.assert_allclose(envs.obs, [[0.0], [0.0]])  # both reset for the next decision
+
+
+def _train_one_step_toy(method, config, iters, seed=0):
+    """Online on the one-step toy: reward 1 when the first action is in the positive mode."""
+    torch.manual_seed(seed)
+    agent = make_agent(method, BimodalDecoder(), config, seed=seed)
+    buffer = ReplayBuffer(iters * 4 + 8, transition_fields(1, 1, 1, agent.extra_fields))
+    gen, rng = torch.Generator().manual_seed(seed + 1), np.random.default_rng(seed)
+    obs = torch.zeros(4, 1)
+    deviations = []
+    for it in range(iters):
+        chunk, extras = agent.act(obs, gen, warmup=it < 20)
+        action = chunk[:, :1]
+        rows = {"obs": obs.numpy(), "action": action.numpy(), "reward": (action[:, 0, 0] > 0).float().numpy(),
+                "next_obs": obs.numpy(), "done": np.ones(4), "discount": np.full(4, 0.99)}
+        buffer.add(rows | {k: v.numpy() for k, v in extras.items()})
+        if it >= 20:
+            deviations.append(agent.update(buffer.sample(128, rng))["actor/deviation"])
+    return agent, deviations
+
+
+def _mass_and_entropy(agent, n=1024):
+    eps = torch.randn((n, 2, 1), generator=torch.Generator().manual_seed(99))
+    chunk = agent.policy_chunk(torch.zeros(n, 1), eps)
+    return (chunk[:, 0, 0] > 0).float().mean().item(), knn_entropy(chunk[:, 0, :], k=3).item()
+
+
+def test_lpds_moves_mass_to_the_rewarded_mode_within_the_trust_region_and_dsrl_loses_more_entropy():
+    delta = 0.25
+    lpds, deviations = _train_one_step_toy("lpds", LPDSConfig(delta=delta, lr=3e-3, **SMALL), 420)
+    base_mass, base_entropy = _mass_and_entropy(make_agent("base", BimodalDecoder()))
+    mass, entropy = _mass_and_entropy(lpds)
+    assert base_mass == pytest.approx(0.5, abs=0.05)
+    assert mass > base_mass + 0.1
+    assert np.mean(deviations[-100:]) <= delta * 1.2 and max(deviations[-100:]) <= delta * 1.5
+
+    dsrl, _ = _train_one_step_toy("dsrl", DSRLConfig(lr=3e-3, init_temperature=0.05, **SMALL), 420)
+    dsrl_mass, dsrl_entropy = _mass_and_entropy(dsrl)
+    assert dsrl_mass > mass  # unconstrained: it collapses onto the rewarded mode ...
+    assert dsrl_entropy < entropy  # ... and loses action entropy doing it
+
+
+def test_distilled_noise_critic_matches_the_action_critic_on_prior_noise():
+    agent, _ = _train_one_step_toy("lpds", LPDSConfig(delta=0.25, lr=3e-3, **SMALL), 260)
+    n = 2048
+    eps = torch.randn((n, 2, 1), generator=torch.Generator().manual_seed(3))
+    obs = torch.zeros(n, 1)
+    with torch.no_grad():
+        q_a = agent.nets["q_a"].min(obs, agent.decoder.decode(obs, eps)[:, :1].flatten(1))
+        q_w = agent.nets["q_w"](torch.cat([obs, eps.flatten(1)], dim=-1)).squeeze(-1)
+    assert (q_w - q_a).pow(2).mean() < 0.15 * q_a.var()
+
+
+@pytest.mark.parametrize("method,config", [
+    ("dsrl", DSRLConfig(**SMALL)), ("dsrl-sac", DSRLConfig(**SMALL)), ("residual", ResidualConfig(**SMALL)),
+    ("lpds", LPDSConfig(delta=0.3, distill_noise="fresh", **SMALL)),
+])
+def test_every_method_updates_with_its_fixed_metric_keys(method, config):
+    decoder = BimodalDecoder(obs_dim=3, action_dim=2, horizon=4, exec_horizon=2)
+    agent = make_agent(method, decoder, config)
+    obs = torch.randn(5, 3)
+    chunk, extras = agent.act(obs, torch.Generator().manual_seed(0))
+    assert chunk.shape == (5, 4, 2) and chunk.abs().max() <= 1.0
+    assert {k: tuple(v.shape[1:]) for k, v in extras.items()} == agent.extra_fields
+    metrics = agent.update(_batch(agent))
+    assert tuple(metrics) == agent.metric_keys and all(np.isfinite(v) for v in metrics.values())
+    assert agent.policy_chunk(obs, torch.zeros(5, 4, 2)).shape == (5, 4, 2)
+
+
+def test_replay_buffer_wraps_and_round_trips(tmp_path):
+    fields = transition_fields(2, 2, 1, {"latent": (4, 1)})
+    buffer = ReplayBuffer(5, fields)
+    for i in range(3):
+        buffer.add({name: np.full((2, *shape), i, np.float32) for name, shape in fields.items()})
+    assert len(buffer) == 5 and buffer.ptr == 1 and buffer.data["obs"][0, 0] == 2
+    buffer.save(tmp_path / "b.npz")
+    other = ReplayBuffer(5, fields)
+    other.load(tmp_path / "b.npz")
+    assert other.ptr == 1 and all(np.array_equal(other.data[k], buffer.data[k]) for k in fields)
+    with pytest.raises(LpdsError, match="does not fit"):
+        ReplayBuffer(6, fields).load(tmp_path / "b.npz")
