@@ -56,6 +56,7 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
         (f"share/{PACKAGE}/calibration", glob("calibration/*.yaml")),
+        (f"share/{PACKAGE}/sim", glob("sim/*.xml")),
     ],
     entry_points={
         "console_scripts": [
