@@ -111,6 +111,7 @@ def _decode_step(code: int, rng: np.random.Generator, prev, now: float):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # 10,000 examples: ~45 s on an idle 2-core box, far more when it is shared
 @settings(max_examples=10_000, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), codes=st.lists(st.integers(0, 2**21 - 1), min_size=1, max_size=8),
        joint_check=st.booleans())
