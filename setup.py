@@ -61,6 +61,10 @@ setup(
     entry_points={
         "console_scripts": [
             "lpds = lpds_ros.cli:main",
+            "lpds_sim_node = lpds_ros.nodes.sim_node:main",
+            "lpds_perception_node = lpds_ros.nodes.perception_node:main",
+            "lpds_policy_node = lpds_ros.nodes.policy_node:main",
+            "lpds_safety_filter_node = lpds_ros.nodes.safety_filter_node:main",
         ],
     },
     zip_safe=False,

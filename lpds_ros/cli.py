@@ -146,8 +146,27 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler="lpds_ros.steering.bench:main")
 
 
+def _add_graph(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("graph", help="start the ROS 2 node graph of launch/sim.launch.py from Python and run episodes through it")
+    p.add_argument("--sim", action="store_true", help="the MuJoCo sim graph (the only one that starts from Python)")
+    p.add_argument("--task", help="task name (default: the parameter file's, franka-lift)")
+    p.add_argument("--policy", help="policy for policy_node: an `lpds export` folder or a policy folder (exported on the fly)")
+    p.add_argument("--scripted", action="store_true", help="drive the graph with the task's scripted demonstrator instead")
+    p.add_argument("--mode", choices=["auto", "base", "steered"], help="base: w = eps; steered: w = eps + Delta(s)")
+    p.add_argument("--episodes", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0, help="first episode's reset seed (episode i uses seed + i)")
+    p.add_argument("--lead-steps", dest="lead_steps", type=int, help="plan the next chunk this many steps before the seam")
+    p.add_argument("--params", help="ROS 2 parameter file of the nodes (default: config/sim_graph.yaml)")
+    p.add_argument("--topics", help="topic/action names YAML (default: config/topics.yaml)")
+    p.add_argument("--processes", action="store_true", help="one process per node instead of one multi-threaded process")
+    p.add_argument("--episode-timeout", dest="episode_timeout", type=float, default=300.0, help="wall seconds per episode")
+    p.add_argument("--out", help="write the results JSON here")
+    p.add_argument("--json", action="store_true", help="print one JSON object on the last line")
+    p.set_defaults(handler="lpds_ros.nodes.graph:main")
+
+
 # One entry per sub-command, in the order `lpds --help` lists them.
-COMMANDS = [_add_collect, _add_pretrain, _add_evaluate, _add_demo, _add_export, _add_bench_latency, _add_finetune, _add_bench]
+COMMANDS = [_add_collect, _add_pretrain, _add_evaluate, _add_demo, _add_export, _add_bench_latency, _add_finetune, _add_bench, _add_graph]
 
 
 def build_parser() -> argparse.ArgumentParser:

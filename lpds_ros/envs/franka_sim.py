@@ -236,13 +236,23 @@ class FrankaSim:
 
     def step_control(self) -> None:
         """Advance one control period (25 × 2 ms) tracking the persistent target."""
-        m, d = self.model, self.data
+        self.apply_control()
+        self.advance(SUBSTEPS)
+
+    def apply_control(self) -> None:
+        """Write this control period's set-points: one DIK step towards the target, and the gripper's."""
+        d = self.data
         q = d.qpos[self._q0:self._q0 + 7]
         err = self._pose_error(d, self._target_pos, self._target_quat_wxyz, clip=True)
         q_set = q + self.gain * self._dik(d, err, q, self.home_q)
         d.ctrl[self._arm_act] = np.clip(q_set, self._q_low, self._q_high)
         d.ctrl[self._finger_act] = FINGER_OPEN * (1.0 - self._gripper_closed)
-        mujoco.mj_step(m, d, SUBSTEPS)
+
+    def advance(self, substeps: int = SUBSTEPS) -> None:
+        """Run ``substeps`` physics steps on the current set-points (the ROS sim node splits a control
+        period to publish the robot state in between; ``step_control`` runs all 25 at once)."""
+        m, d = self.model, self.data
+        mujoco.mj_step(m, d, substeps)
         # after mj_step the poses are one substep old: refresh them (and the Jacobian's inputs)
         mujoco.mj_kinematics(m, d)
         mujoco.mj_comPos(m, d)
