@@ -17,15 +17,6 @@ from lpds_ros.policies.diffusion import alphas_cumprod, ddim_timesteps
 SMALL = dict(hidden_dim=64, num_layers=2, cond_dim=32, time_embed_dim=16)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: much faster than two on the shared, busy CPU that runs the tests."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def small_policy(backbone: str, **overrides) -> GenerativePolicy:
     torch.manual_seed(0)
     return make_policy(PolicyConfig(obs_dim=5, action_dim=3, backbone=backbone, **{**SMALL, **overrides}))

@@ -19,15 +19,6 @@ SMALL = dict(hidden_dim=64, num_layers=2, cond_dim=32, time_embed_dim=16, horizo
 OBS_LAYOUT = {"robot0_eef_pos": 3, "object": 2}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: much faster than two on the shared, busy CPU that runs the tests."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def synthetic_episodes(n: int, steps: int = 30, seed: int = 0) -> list[SimpleNamespace]:
     """A reach-like task: the action is a smooth function of the observation."""
     rng = np.random.default_rng(seed)

@@ -25,14 +25,6 @@ OBS_DIM, ACTION_DIM = 6, 3
 TOL = 1e-4
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def make_models(backbone: str, seed: int = 0, **overrides):
     """A small random policy with non-trivial normalisers and an LP-DS agent with a non-zero shift."""
     torch.manual_seed(seed)
