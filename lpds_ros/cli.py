@@ -1,4 +1,4 @@
-"""The `lpds` command.
+"""lpds: record demos, pretrain a frozen diffusion/flow policy, steer it with LP-DS, export it, run it on ROS 2.
 
 Each sub-command is declared here with argparse only (cheap to import: `lpds --help` never loads torch
 or MuJoCo) and names the function that runs it as ``"module:function"``, imported when it is called.
