@@ -37,3 +37,15 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
+
+
+def read_json_file(path: str | Path):
+    """Parse a JSON file; a file that is not JSON is one ``LpdsError`` line naming it."""
+    import json
+
+    from lpds_ros.errors import LpdsError
+
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise LpdsError(f"{path}: not valid JSON ({str(exc).splitlines()[0]})") from None

@@ -8,7 +8,6 @@ trains one and writes the folder ``load_policy`` reads: ``config.json`` + ``mode
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from safetensors import SafetensorError
@@ -20,7 +19,7 @@ from lpds_ros.policies.base import CONFIG_FILE, FORMAT, WEIGHTS_FILE, Decoder, G
 from lpds_ros.policies.config import PolicyConfig
 from lpds_ros.policies.diffusion import DiffusionPolicy
 from lpds_ros.policies.flow import FlowPolicy
-from lpds_ros.utils import sha256_file
+from lpds_ros.utils import read_json_file, sha256_file
 
 __all__ = [
     "BACKBONES", "Decoder", "DiffusionPolicy", "FlowPolicy", "GenerativePolicy", "PolicyConfig",
@@ -55,10 +54,7 @@ def load_policy(directory: str | Path, device: str = "cpu") -> GenerativePolicy:
     for path in (config_path, weights_path):
         if not path.is_file():
             raise LpdsError(f"{path}: missing; a policy folder holds {CONFIG_FILE} and {WEIGHTS_FILE}")
-    try:
-        document = json.loads(config_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise LpdsError(f"{config_path}: not valid JSON ({str(exc).splitlines()[0]})") from None
+    document = read_json_file(config_path)
     if not isinstance(document, dict) or document.get("format") != FORMAT or not isinstance(document.get("policy"), dict):
         raise LpdsError(f"{config_path}: not an lpds_ros policy config (expected \"format\": \"{FORMAT}\" and a \"policy\" mapping)")
     config = config_from_dict(PolicyConfig, document["policy"], source=str(config_path))

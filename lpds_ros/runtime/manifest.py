@@ -12,13 +12,13 @@ and output shapes and their embedded metadata (K, H, d, ...) with the manifest, 
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lpds_ros.errors import LpdsError
+from lpds_ros.utils import read_json_file
 
 MANIFEST_FILE = "manifest.json"
 FORMAT = "lpds_ros.onnx_policy"
@@ -149,10 +149,7 @@ def load_manifest(directory: str | Path) -> Manifest:
         raise LpdsError(f"{directory}: export folder not found (make one with `lpds export`)")
     if not path.is_file():
         raise LpdsError(f"{path}: missing; an export folder holds {MANIFEST_FILE} + {DECODER_FILE} (run `lpds export`)")
-    try:
-        doc = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise LpdsError(f"{path}: not valid JSON ({str(exc).splitlines()[0]})") from None
+    doc = read_json_file(path)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise LpdsError(f"{path}: not an lpds_ros export manifest (expected \"format\": \"{FORMAT}\")")
     if doc.get("format_version") != FORMAT_VERSION:
