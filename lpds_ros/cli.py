@@ -90,6 +90,20 @@ def _add_bench_latency(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler="lpds_ros.runtime.bench:main")
 
 
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """The fine-tuning run's knobs, shared by `finetune` (one run) and `bench` (every run of the grid)."""
+    p.add_argument("--num-envs", dest="num_envs", type=int, help="training envs, decoded in one batch (default 8)")
+    p.add_argument("--utd", type=float, help="gradient updates per chunk transition (default 1)")
+    p.add_argument("--learning-starts", dest="learning_starts", type=int, help="env steps of the base policy before updates (default 2000)")
+    p.add_argument("--eval-every", dest="eval_every", type=int, help="env steps between evaluations (default 5000)")
+    p.add_argument("--eval-episodes", dest="eval_episodes", type=int, help="episodes per evaluation (default 20)")
+    p.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, help="env steps between checkpoints (default 10000)")
+    p.add_argument("--entropy-states", dest="entropy_states", type=int, help="states of the entropy metric (default 16)")
+    p.add_argument("--entropy-latents", dest="entropy_latents", type=int, help="latents per state of the entropy metric (default 256)")
+    p.add_argument("--device", help="torch device of the decoder and steering nets: cpu (default) or cuda")
+    p.add_argument("--no-progress", dest="no_progress", action="store_true", help="no progress bar")
+
+
 def _add_finetune(sub: argparse._SubParsersAction) -> None:
     from lpds_ros.steering.registry import METHODS
 
@@ -101,22 +115,13 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=30_000, help="budget in env steps (not chunks)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="run folder (default: runs/<task>-<backbone>/<method>/seed<seed>)")
-    p.add_argument("--num-envs", dest="num_envs", type=int, help="training envs, decoded in one batch (default 8)")
-    p.add_argument("--utd", type=float, help="gradient updates per chunk transition (default 1)")
     p.add_argument("--delta", type=float, help="LP-DS bound on E||Delta||^2 (default: the task's, see steering/config.py)")
-    p.add_argument("--learning-starts", dest="learning_starts", type=int, help="env steps of the base policy before updates (default 2000)")
     p.add_argument("--buffer-size", dest="buffer_size", type=int, help="replay capacity in chunk transitions (default: the budget)")
-    p.add_argument("--eval-every", dest="eval_every", type=int, help="env steps between evaluations (default 5000)")
-    p.add_argument("--eval-episodes", dest="eval_episodes", type=int, help="episodes per evaluation (default 20)")
     p.add_argument("--eval-envs", dest="eval_envs", type=int, help="parallel envs of an evaluation (default 10)")
-    p.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, help="env steps between checkpoints (default 10000)")
-    p.add_argument("--entropy-latents", dest="entropy_latents", type=int, help="latents per state of the entropy metric (default 256)")
-    p.add_argument("--entropy-states", dest="entropy_states", type=int, help="states of the entropy metric (default 16)")
     p.add_argument("--threads", dest="torch_threads", type=int, help="torch threads (default 1)")
-    p.add_argument("--device", help="torch device of the decoder and steering nets: cpu (default) or cuda")
     p.add_argument("--agent-config", dest="agent_config", help="YAML of the method's config fields (LPDSConfig, DSRLConfig, ...)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt if it exists")
-    p.add_argument("--no-progress", dest="no_progress", action="store_true", help="no progress bar")
+    _add_run_options(p)
     p.set_defaults(handler="lpds_ros.steering.loop:main")
 
 
@@ -131,18 +136,9 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--jobs", type=int, default=2, help="parallel runs (processes, one torch thread each)")
     p.add_argument("--results", default="results", help="results folder (runs/ cache, aggregates, plots)")
     p.add_argument("--policy-root", dest="policy_root", default="models", help="base policies live at <root>/<task>-<backbone>")
-    p.add_argument("--num-envs", dest="num_envs", type=int, help="training envs per run (default 8)")
-    p.add_argument("--utd", type=float, help="gradient updates per chunk transition (default 1)")
-    p.add_argument("--learning-starts", dest="learning_starts", type=int, help="env steps before updates (default 2000)")
-    p.add_argument("--eval-every", dest="eval_every", type=int, help="env steps between evaluations (default 5000)")
-    p.add_argument("--eval-episodes", dest="eval_episodes", type=int, help="episodes per evaluation (default 20)")
-    p.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, help="env steps between checkpoints")
-    p.add_argument("--entropy-states", dest="entropy_states", type=int, help="states of the entropy metric (default 16)")
-    p.add_argument("--entropy-latents", dest="entropy_latents", type=int, help="latents per state of the entropy metric (default 256)")
-    p.add_argument("--device", help="torch device of every run: cpu (default) or cuda")
     p.add_argument("--force", action="store_true", help="re-run cells that are already cached")
     p.add_argument("--ray-address", dest="ray_address", help="send runs to an existing Ray cluster (optional `ray` extra)")
-    p.add_argument("--no-progress", dest="no_progress", action="store_true")
+    _add_run_options(p)
     p.set_defaults(handler="lpds_ros.steering.bench:main")
 
 
