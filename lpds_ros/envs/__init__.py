@@ -10,6 +10,10 @@ scripted demonstrator's longest episode (100 episodes each, ``python -m lpds_ros
     franka-insert      200 (10 s)     70 steps (max 83)            100 steps
 
 The action, observation, reward and reset contract is documented in :mod:`lpds_ros.envs.franka_tasks`.
+
+Gymnasium locomotion (``hopper``, ``walker2d``, ``halfcheetah``: the v5 envs, horizon 1000) and Adroit
+(``adroit-pen`` 100, ``adroit-door``/``-hammer``/``-relocate`` 200: gymnasium-robotics v1) follow the same contract
+through the wrappers of :mod:`lpds_ros.envs.gym_tasks` (dense reward; see there for termination and success).
 """
 from __future__ import annotations
 
@@ -39,7 +43,18 @@ TASKS: dict[str, TaskSpec] = {
     "franka-lift": TaskSpec("lpds_ros.envs.franka_tasks:FrankaLift", 100, "lpds/FrankaLift-v0"),
     "franka-pickplace": TaskSpec("lpds_ros.envs.franka_tasks:FrankaPickPlace", 200, "lpds/FrankaPickPlace-v0"),
     "franka-insert": TaskSpec("lpds_ros.envs.franka_tasks:FrankaInsert", 200, "lpds/FrankaInsert-v0"),
+    # Wrapped gymnasium / gymnasium-robotics tasks (lpds_ros.envs.gym_tasks); horizons are the usual ones
+    # (D4RL's 100 for the pen, gymnasium-robotics' 200 for the other Adroit tasks).
+    "hopper": TaskSpec("lpds_ros.envs.gym_tasks:Hopper", 1000, "lpds/Hopper-v0"),
+    "walker2d": TaskSpec("lpds_ros.envs.gym_tasks:Walker2d", 1000, "lpds/Walker2d-v0"),
+    "halfcheetah": TaskSpec("lpds_ros.envs.gym_tasks:HalfCheetah", 1000, "lpds/HalfCheetah-v0"),
+    "adroit-pen": TaskSpec("lpds_ros.envs.gym_tasks:AdroitPen", 100, "lpds/AdroitPen-v0"),
+    "adroit-door": TaskSpec("lpds_ros.envs.gym_tasks:AdroitDoor", 200, "lpds/AdroitDoor-v0"),
+    "adroit-hammer": TaskSpec("lpds_ros.envs.gym_tasks:AdroitHammer", 200, "lpds/AdroitHammer-v0"),
+    "adroit-relocate": TaskSpec("lpds_ros.envs.gym_tasks:AdroitRelocate", 200, "lpds/AdroitRelocate-v0"),
 }
+FRANKA_TASKS = [name for name in TASKS if name.startswith("franka-")]
+GYM_TASKS = [name for name in TASKS if not name.startswith("franka-")]
 
 
 def task_spec(task: str) -> TaskSpec:
@@ -57,9 +72,13 @@ def env_class(task: str) -> type:
 
 
 def _check_kwargs(task: str, kwargs: dict[str, Any]) -> None:
-    from lpds_ros.envs.franka_tasks import FrankaTaskConfig
+    cls = env_class(task)
+    if hasattr(cls, "options"):  # the wrapped gymnasium tasks declare theirs
+        valid = list(cls.options)
+    else:
+        from lpds_ros.envs.franka_tasks import FrankaTaskConfig
 
-    valid = ["render_mode"] + [f.name for f in dataclasses.fields(FrankaTaskConfig)]
+        valid = ["render_mode"] + [f.name for f in dataclasses.fields(FrankaTaskConfig)]
     unknown = sorted(set(kwargs) - set(valid))
     if unknown:
         raise LpdsError(f"{task}: unknown option(s) {unknown}; valid options: {valid}")
@@ -69,7 +88,8 @@ def make_env(task: str, **kwargs: Any):
     """A new env for ``task`` (a ``TASKS`` name) wrapped in ``TimeLimit(max_episode_steps)``.
 
     kwargs: ``render_mode`` (None or "rgb_array") and the fields of ``FrankaTaskConfig``
-    (dense_reward, action_scale, max_lead, render_width, render_height, camera).
+    (dense_reward, action_scale, max_lead, render_width, render_height, camera); for the wrapped gymnasium
+    tasks ``GymTask.options`` (terminate_on_success, render_width, render_height).
     """
     from gymnasium.wrappers import TimeLimit
 
@@ -112,4 +132,4 @@ def register_gym_ids() -> list[str]:
     return ids
 
 
-__all__ = ["TASKS", "TaskSpec", "env_class", "make_env", "make_vector_env", "register_gym_ids", "task_spec"]
+__all__ = ["FRANKA_TASKS", "GYM_TASKS", "TASKS", "TaskSpec", "env_class", "make_env", "make_vector_env", "register_gym_ids", "task_spec"]

@@ -26,7 +26,12 @@ from pathlib import Path
 import numpy as np
 
 from lpds_ros.errors import LpdsError
-from lpds_ros.frames import DOWN_QUAT_XYZW, SIM_TCP_OFFSET_LINK7, wxyz_to_xyzw, xyzw_to_wxyz
+from lpds_ros.frames import (
+    DOWN_QUAT_XYZW,
+    SIM_TCP_OFFSET_LINK7,
+    wxyz_to_xyzw,
+    xyzw_to_wxyz,
+)
 
 # MuJoCo picks its OpenGL backend when it is imported.  Offscreen rendering on a headless machine needs EGL
 # (OSMesa fails here); a user's own MUJOCO_GL is respected.

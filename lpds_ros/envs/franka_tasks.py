@@ -152,8 +152,11 @@ class FrankaTask(gym.Env):
         self.sim.set_target(self._target, DOWN_QUAT_XYZW, 1.0 if a[3] > 0.0 else 0.0)
         self.sim.step_control()
         success = self._success()
-        reward = 1.0 if success else (self._shaping() if self.config.dense_reward else 0.0)
-        return self._observation(), reward, success, False, {"success": success}
+        return self._observation(), self.reward(success), success, False, {"success": success}
+
+    def reward(self, success: bool) -> float:
+        """This step's reward: 1.0 on success, else the shaping (dense) or 0.0 (the sim bridge uses it too)."""
+        return 1.0 if success else (self._shaping() if self.config.dense_reward else 0.0)
 
     def render(self):
         if self.render_mode != "rgb_array":

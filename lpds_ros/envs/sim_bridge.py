@@ -24,10 +24,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lpds_ros.envs import TASKS, make_env
-from lpds_ros.envs.franka_sim import ARM_JOINTS, CONTROL_DT, FINGER_OPEN, PHYSICS_DT, SUBSTEPS
+from lpds_ros.envs import FRANKA_TASKS, TASKS, make_env
+from lpds_ros.envs.franka_sim import (
+    ARM_JOINTS,
+    CONTROL_DT,
+    FINGER_OPEN,
+    PHYSICS_DT,
+    SUBSTEPS,
+)
 from lpds_ros.errors import LpdsError
-from lpds_ros.frames import canonical_quat, DOWN_QUAT_XYZW
+from lpds_ros.frames import DOWN_QUAT_XYZW, canonical_quat
 
 #: franka_msgs/FrankaRobotState robot_mode values used by the sim.
 MODE_IDLE, MODE_MOVE, MODE_REFLEX, MODE_USER_STOPPED = 1, 2, 4, 5
@@ -65,6 +71,9 @@ class StepReport:
     success: bool  # the task's success this step
     done: bool  # the episode is over (success or horizon)
     finished_goals: list[GripperGoal] = field(default_factory=list)
+    reward: float = 0.0  # the task's reward for this step (as the gym task's ``step`` returns it)
+    terminated: bool = False  # the episode ended on success (gymnasium's terminated)
+    truncated: bool = False  # the episode ended at the horizon without success (gymnasium's truncated)
 
 
 class SimBridge:
@@ -72,8 +81,8 @@ class SimBridge:
 
     def __init__(self, task: str = "franka-lift", gripper_timeout_s: float = 3.0, stop_speed: float = 0.005,
                  stop_steps: int = 2, apply_grasp_force: bool = False, max_episode_steps: int | None = None):
-        if task not in TASKS:
-            raise LpdsError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
+        if task not in FRANKA_TASKS:
+            raise LpdsError(f"unknown task {task!r}; valid tasks: {', '.join(FRANKA_TASKS)}")
         self.task_name = task
         self.env = make_env(task)
         self.task = self.env.unwrapped
@@ -204,7 +213,8 @@ class SimBridge:
         finished = self._update_goal()
         self.success = bool(self.task._success())
         self.done = self.success or self.steps >= self.max_episode_steps
-        return StepReport(self.time, self.steps, self.success, self.done, finished)
+        return StepReport(self.time, self.steps, self.success, self.done, finished, reward=float(self.task.reward(self.success)),
+                          terminated=self.success, truncated=self.done and not self.success)
 
     def _update_goal(self) -> list[GripperGoal]:
         width = self.sim.gripper_width()

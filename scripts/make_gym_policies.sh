@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Rebuilds the gym (locomotion) base policies under models/ from scratch: SAC expert -> noised "medium" demos ->
+# behaviour-cloned diffusion/flow policies.  One core throughout (OMP_NUM_THREADS=1, --threads 1); on the 2-core dev
+# box about 10-12 min of SAC per task plus a few minutes of pretraining per model.  See docs/gym_adroit.md.
+#
+# Recipe (DESIGN §6):
+#   - expert: the best checkpoint (by deterministic evaluation return) of `lpds expert` (the project's SAC), seed 0;
+#     an existing experts/<task>/expert.json without a checkpoint.pt is used as shipped (delete it to retrain);
+#     an interrupted run resumes from experts/<task>/checkpoint.pt (the shipped hopper expert was run to 60000 steps,
+#     then resumed to 110000: the loop's resume is exact, so that equals one 110000-step run);
+#   - medium demos: the expert's action plus Gaussian noise of std NOISE (clipped to [-1, 1]), NOISE chosen per task
+#     so that the demos' mean return lands at about 1/3-1/2 of the expert's; 50 episodes, seeds 1000..1049;
+#   - base policies: architecture and epochs fixed (the package defaults: 3 x 512 MLP denoiser, H = 8 / 4 executed;
+#     EPOCHS below), only the number of demos used for training varies.
+#
+# Usage: bash scripts/make_gym_policies.sh [task ...]     (default: hopper walker2d halfcheetah)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+LPDS=.venv/bin/lpds
+export OMP_NUM_THREADS=1
+EPOCHS=300
+EPISODES=50
+# task          SAC env steps   demo noise   demos used for training   backbones
+SPECS=(
+    "hopper        110000         0.6          20                        diffusion,flow"
+    "walker2d      60000          0.5          10                        diffusion"
+    "halfcheetah   60000          0.3          10                        diffusion"
+)
+TASKS_WANTED=("$@")
+mkdir -p demos experts models
+for spec in "${SPECS[@]}"; do
+    set -- $spec
+    task=$1 steps=$2 noise=$3 n=$4 backbones=$5
+    if [ ${#TASKS_WANTED[@]} -gt 0 ] && [[ ! " ${TASKS_WANTED[*]} " =~ " $task " ]]; then
+        continue
+    fi
+    if [ -f "experts/$task/expert.json" ] && [ ! -f "experts/$task/checkpoint.pt" ]; then
+        echo "== $task: using the shipped expert experts/$task (delete it to retrain)"
+    else
+        resume=""
+        [ -f "experts/$task/checkpoint.pt" ] && resume="--resume"
+        $LPDS expert --task "$task" --steps "$steps" --seed 0 --out "experts/$task" --no-progress $resume
+    fi
+    $LPDS collect --task "$task" --expert "experts/$task" --noise "$noise" --episodes "$EPISODES" --seed 1000 \
+        --out "demos/$task.hdf5" --overwrite
+    for backbone in ${backbones//,/ }; do
+        rm -rf "models/$task-$backbone"
+        $LPDS pretrain --task "$task" --demos "demos/$task.hdf5" --backbone "$backbone" --max-demos "$n" \
+            --epochs "$EPOCHS" --seed 0 --out "models/$task-$backbone"
+    done
+done
