@@ -49,6 +49,11 @@ setup(
         "ros": ROS_WHEELS,
         "dev": ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100"],
         "ray": ["ray>=2.40"],
+        # teleop_node --bag / lpds teleop --bag: rosbag2 (MCAP) writer; install.sh installs it (tests use it)
+        "rosbag": ["rosbags==0.11.9"],
+        # hardware drivers, only on the robot computer: a 3Dconnexion SpaceMouse (needs libhidapi) and RealSense
+        "spacemouse": ["pyspacemouse>=1.1"],
+        "realsense": ["pyrealsense2>=2.55"],
     },
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
@@ -65,6 +70,8 @@ setup(
             "lpds_perception_node = lpds_ros.nodes.perception_node:main",
             "lpds_policy_node = lpds_ros.nodes.policy_node:main",
             "lpds_safety_filter_node = lpds_ros.nodes.safety_filter_node:main",
+            "lpds_teleop_node = lpds_ros.nodes.teleop_node:main",
+            "lpds_realsense_node = lpds_ros.nodes.realsense_node:main",
         ],
     },
     zip_safe=False,

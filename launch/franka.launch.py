@@ -22,6 +22,13 @@ What it starts (each part can be switched off to run it separately):
    (or remap it here: ``remappings=[("/lpds/camera/image_raw", "/camera/color/image_raw")]`` on
    perception_node), with calibration/*.yaml measured for that camera.
 
+4. ``start_camera:=true`` (default false): realsense_node publishes a RealSense's colour stream on
+   camera_image (+ camera_info); without a camera it stops with one line.  ``camera_serial`` picks one.
+5. ``start_policy:=false`` leaves policy_node out, for teleoperation: run ``lpds teleop --out demos.hdf5``
+   in a terminal; teleop_node then publishes /lpds/action_raw through the same safety filter.
+
+First run on the real arm: docs/ros.md, "First run on the real arm", step by step.
+
 Remappings: none by default.  Every lpds node takes its names from config/topics.yaml, whose defaults are
 the names franka_ros2 and crisp_controllers use in the root namespace; for a namespaced robot pass a
 topics file with the namespaced names (``topics_file:=...``) or add remappings to the Node actions below.
@@ -59,7 +66,7 @@ def generate_launch_description():
     ]
     return LaunchDescription([
         DeclareLaunchArgument("robot_ip", description="hostname or IP address of the FR3's control unit"),
-        DeclareLaunchArgument("model_dir", description="`lpds export` folder run by policy_node"),
+        DeclareLaunchArgument("model_dir", default_value="", description="`lpds export` folder run by policy_node"),
         DeclareLaunchArgument("mode", default_value="auto", description="base (w = eps), steered (w = eps + Delta(s)) or auto"),
         DeclareLaunchArgument("task", default_value="franka-lift", description="lpds_ros task whose observation the policy reads"),
         DeclareLaunchArgument("robot_type", default_value="fr3", description="franka_bringup robot_type"),
@@ -67,6 +74,9 @@ def generate_launch_description():
         DeclareLaunchArgument("use_fake_hardware", default_value="false", description="franka_bringup's fake hardware"),
         DeclareLaunchArgument("start_robot", default_value="true", description="include franka_bringup's franka.launch.py"),
         DeclareLaunchArgument("start_controller", default_value="true", description="spawn crisp's pose_broadcaster and cartesian_impedance_controller"),
+        DeclareLaunchArgument("start_policy", default_value="true", description="start policy_node (false: teleoperate with `lpds teleop`)"),
+        DeclareLaunchArgument("start_camera", default_value="false", description="start realsense_node on camera_image"),
+        DeclareLaunchArgument("camera_serial", default_value="", description="realsense_node: the camera's serial (empty: the first)"),
         DeclareLaunchArgument("controllers_yaml", description="ros2_control controllers (franka broadcasters + crisp)",
                               default_value=PathJoinSubstitution([FindPackageShare("lpds_ros"), "config", "franka_controllers.yaml"])),
         DeclareLaunchArgument("params_file", description="ROS 2 parameter file of the lpds nodes",
@@ -79,7 +89,11 @@ def generate_launch_description():
              parameters=[params_file, {"topics_file": topics_file, "task": task}]),
         Node(package="lpds_ros", executable="lpds_policy_node", name="policy_node", output="screen",
              parameters=[params_file, {"topics_file": topics_file, "task": task,
-                                       "model_dir": LaunchConfiguration("model_dir"), "mode": LaunchConfiguration("mode")}]),
+                                       "model_dir": LaunchConfiguration("model_dir"), "mode": LaunchConfiguration("mode")}],
+             condition=IfCondition(LaunchConfiguration("start_policy"))),
+        Node(package="lpds_ros", executable="lpds_realsense_node", name="realsense_node", output="screen",
+             parameters=[{"topics_file": topics_file, "serial": LaunchConfiguration("camera_serial")}],
+             condition=IfCondition(LaunchConfiguration("start_camera"))),
         Node(package="lpds_ros", executable="lpds_safety_filter_node", name="safety_filter_node", output="screen",
              parameters=[params_file, {"topics_file": topics_file}]),
     ])

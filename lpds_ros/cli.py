@@ -22,6 +22,7 @@ def _add_collect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="first episode's reset seed (episode i uses seed + i)")
     p.add_argument("--successful-only", action="store_true", help="keep only the episodes that succeeded")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--expert", help="roll out this `lpds expert` folder (gym/Adroit tasks) instead of a scripted demonstrator")
     p.set_defaults(handler="lpds_ros.data.collect:main")
 
 
@@ -94,6 +95,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     """The fine-tuning run's knobs, shared by `finetune` (one run) and `bench` (every run of the grid)."""
     p.add_argument("--num-envs", dest="num_envs", type=int, help="training envs, decoded in one batch (default 8)")
     p.add_argument("--utd", type=float, help="gradient updates per chunk transition (default 1)")
+    p.add_argument("--delta", type=float, help="LP-DS bound on E||Delta||^2 (default: the task's, see steering/config.py)")
     p.add_argument("--learning-starts", dest="learning_starts", type=int, help="env steps of the base policy before updates (default 2000)")
     p.add_argument("--eval-every", dest="eval_every", type=int, help="env steps between evaluations (default 5000)")
     p.add_argument("--eval-episodes", dest="eval_episodes", type=int, help="episodes per evaluation (default 20)")
@@ -102,6 +104,22 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--entropy-latents", dest="entropy_latents", type=int, help="latents per state of the entropy metric (default 256)")
     p.add_argument("--device", help="torch device of the decoder and steering nets: cpu (default) or cuda")
     p.add_argument("--no-progress", dest="no_progress", action="store_true", help="no progress bar")
+
+
+def _add_expert(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("expert", help="train a SAC expert on a task (keeps the best checkpoint) for `lpds collect --expert`")
+    p.add_argument("--task", required=True, help="task name, e.g. hopper")
+    p.add_argument("--steps", type=int, default=100_000, help="budget in env steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="expert folder (default: experts/<task>)")
+    p.add_argument("--learning-starts", dest="learning_starts", type=int, help="random-action env steps before updates (default 5000)")
+    p.add_argument("--eval-every", dest="eval_every", type=int, help="env steps between evaluations (default 5000)")
+    p.add_argument("--eval-episodes", dest="eval_episodes", type=int, help="episodes per evaluation (default 5)")
+    p.add_argument("--utd", type=float, help="gradient updates per env step (default 1)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--resume", action="store_true", help="continue the run checkpointed in --out")
+    p.add_argument("--no-progress", dest="no_progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler="lpds_ros.steering.expert:main")
 
 
 def _add_finetune(sub: argparse._SubParsersAction) -> None:
@@ -115,12 +133,16 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=30_000, help="budget in env steps (not chunks)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="run folder (default: runs/<task>-<backbone>/<method>/seed<seed>)")
-    p.add_argument("--delta", type=float, help="LP-DS bound on E||Delta||^2 (default: the task's, see steering/config.py)")
     p.add_argument("--buffer-size", dest="buffer_size", type=int, help="replay capacity in chunk transitions (default: the budget)")
     p.add_argument("--eval-envs", dest="eval_envs", type=int, help="parallel envs of an evaluation (default 10)")
     p.add_argument("--threads", dest="torch_threads", type=int, help="torch threads (default 1)")
     p.add_argument("--agent-config", dest="agent_config", help="YAML of the method's config fields (LPDSConfig, DSRLConfig, ...)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt if it exists")
+    p.add_argument("--via-ros", dest="via_ros", action="store_true",
+                   help="gather the transitions through the ROS 2 sim graph's policy node and hot-swap the steering into it (lpds)")
+    p.add_argument("--swap-every", dest="swap_every", type=int, help="--via-ros: env steps between steering-weight swaps (default 100)")
+    p.add_argument("--graph", choices=["process", "processes", "inline"],
+                   help="--via-ros: the four nodes in one child process (default), one process each, or in the learner's")
     _add_run_options(p)
     p.set_defaults(handler="lpds_ros.steering.loop:main")
 
@@ -161,8 +183,43 @@ def _add_graph(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler="lpds_ros.nodes.graph:main")
 
 
+def _add_teleop(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("teleop", help="teleoperate the arm or the sim (keyboard / SpaceMouse, through the safety filter) and record demos")
+    p.add_argument("--out", required=True, help="HDF5 demo file; each saved episode is appended atomically (created if missing)")
+    p.add_argument("--task", default="franka-lift", help="task whose observation layout is recorded")
+    p.add_argument("--sim", action="store_true", help="start the MuJoCo sim, perception and safety filter in this process")
+    p.add_argument("--seed", type=int, default=0, help="--sim: the n-th episode resets with seed + n")
+    p.add_argument("--max-steps", dest="max_steps", type=int, default=1200, help="--sim: episode horizon in control steps (60 s)")
+    p.add_argument("--speed", type=float, default=0.3, help="key press speed as a fraction of the task's 5 cm/step action")
+    p.add_argument("--spacemouse", choices=["auto", "on", "off"], default="auto", help="use a 3Dconnexion SpaceMouse (pyspacemouse)")
+    p.add_argument("--keys", help="scripted keys 'STEP:KEYS ...' instead of the terminal (the sim then runs in lockstep)")
+    p.add_argument("--bag", help="also record a rosbag2 (MCAP) of the raw topics into this new directory")
+    p.add_argument("--bag-topics", dest="bag_topics", help="comma-separated config/topics.yaml keys to bag (default: state + commands)")
+    p.add_argument("--params", help="--sim: ROS 2 parameter file of the sim graph (default: config/sim_graph.yaml)")
+    p.add_argument("--topics", help="topic/action names YAML (default: config/topics.yaml)")
+    p.add_argument("--timeout", type=float, help="stop after this many wall seconds")
+    p.set_defaults(handler="lpds_ros.teleop.cli:main")
+
+
+def _add_calibrate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("calibrate", help="hand-eye calibration from recorded marker views -> calibration/hand_eye.yaml")
+    p.add_argument("--views", required=True, help="folder with views.yaml (TCP pose + image per view) and the images")
+    p.add_argument("--mount", choices=["hand", "fixed"], required=True,
+                   help="hand: camera on the hand, marker fixed in the cell; fixed: camera in the cell, marker on the hand")
+    p.add_argument("--out", default="calibration/hand_eye.yaml", help="hand-eye YAML to write")
+    p.add_argument("--intrinsics", help="camera intrinsics YAML (default: calibration/camera_intrinsics.yaml)")
+    p.add_argument("--marker", help="marker YAML: dictionary, id, printed size (default: calibration/marker.yaml)")
+    p.add_argument("--parent-frame", dest="parent_frame", help="frame of the result (default: fr3_hand_tcp for hand, fr3_link0 for fixed)")
+    p.add_argument("--camera-frame", dest="camera_frame", default="camera_color_optical_frame", help="the camera's optical frame")
+    p.add_argument("--max-residual-mm", dest="max_residual_mm", type=float, default=2.0, help="warn when the views disagree by more")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.set_defaults(handler="lpds_ros.calibration.handeye:main")
+
+
+
 # One entry per sub-command, in the order `lpds --help` lists them.
-COMMANDS = [_add_collect, _add_pretrain, _add_evaluate, _add_demo, _add_export, _add_bench_latency, _add_finetune, _add_bench, _add_graph]
+COMMANDS = [_add_collect, _add_teleop, _add_pretrain, _add_evaluate, _add_demo, _add_export, _add_bench_latency,
+            _add_expert, _add_finetune, _add_bench, _add_graph, _add_calibrate]
 
 
 def build_parser() -> argparse.ArgumentParser:

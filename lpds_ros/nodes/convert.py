@@ -9,6 +9,12 @@ array, so they use ``sensor_msgs/JointState`` as a *labelled vector*: ``header.s
   ``robot0_eef_pos[0]``; the stamp is the oldest stamp of the measurements it was assembled from.
 * ``/lpds/action_raw``: ``ACTION_RAW_LABELS`` (the absolute TCP target the policy asks for, its gripper
   command in [0, 1], then the raw policy action), stamped with the observation's stamp.
+* ``/lpds/sim/step``: ``STEP_REPORT_LABELS``, one per sim control step (what a learner needs besides the
+  observation: reward, success, terminated, truncated), stamped with the state after the step.
+
+The fine-tuning messages (``transition``: std_msgs/Float64MultiArray, ``steering_weights``:
+std_msgs/UInt8MultiArray) are built here too; their layouts are documented in ``lpds_ros.runtime.transitions``
+and ``lpds_ros.runtime.hotswap``.
 """
 from __future__ import annotations
 
@@ -119,6 +125,28 @@ def vector_from_msg(msg: JointState) -> tuple[list[str], np.ndarray, float]:
     return list(msg.name), np.asarray(msg.position, dtype=np.float64), to_sec(msg.header.stamp)
 
 
+STEP_REPORT_LABELS = ("reward", "success", "terminated", "truncated", "step", "episode")
+"""sim_node's ``step_report`` (a labelled vector after every control step, stamped with the state after it):
+the task's reward for the step, success (0/1), terminated / truncated (gymnasium's meaning, 0/1), the
+step's index in its episode (1 = the first) and the episode number."""
+
+
+def step_report_msg(reward: float, success: bool, terminated: bool, truncated: bool, step: int, episode: int,
+                    stamp: float) -> JointState:
+    return vector_msg(STEP_REPORT_LABELS, [float(reward), float(success), float(terminated), float(truncated),
+                                           float(step), float(episode)], stamp)
+
+
+def step_report_from_msg(msg: JointState) -> dict | None:
+    """{label: value, "stamp": s} of a step report, or None when its labels are not ``STEP_REPORT_LABELS``."""
+    labels, values, stamp = vector_from_msg(msg)
+    if tuple(labels) != STEP_REPORT_LABELS:
+        return None
+    out = dict(zip(labels, values.tolist()))
+    return {"stamp": stamp, "reward": out["reward"], "success": out["success"] > 0.5, "terminated": out["terminated"] > 0.5,
+            "truncated": out["truncated"] > 0.5, "step": int(round(out["step"])), "episode": int(round(out["episode"]))}
+
+
 def action_raw_msg(position: Sequence[float], orientation_xyzw: Sequence[float], gripper: float,
                    raw_action: Sequence[float], stamp: float) -> JointState:
     """/lpds/action_raw: target pose, gripper command in [0, 1] (1 closed) and the raw policy action."""
@@ -159,3 +187,34 @@ def image_to_numpy(msg: Image) -> np.ndarray:
     if msg.encoding == "mono8":
         return data.reshape(msg.height, msg.step)[:, : msg.width].copy()
     raise ValueError(f"unsupported image encoding {msg.encoding!r} (rgb8, bgr8, mono8)")
+
+
+# ----------------------------------------------------------------------------------------------- fine-tuning
+def transition_msg(transition: dict, layout: list) -> "Float64MultiArray":
+    """One chunk transition (``lpds_ros.runtime.transitions``'s wire layout) as std_msgs/Float64MultiArray."""
+    from std_msgs.msg import Float64MultiArray, MultiArrayDimension
+
+    from lpds_ros.runtime.transitions import encode
+
+    table, data = encode(transition, layout)
+    msg = Float64MultiArray()
+    msg.layout.dim = [MultiArrayDimension(label=label, size=size, stride=offset) for label, size, offset in table]
+    msg.data = data.tolist()
+    return msg
+
+
+def transition_from_msg(msg, layout: list) -> dict:
+    """The inverse of ``transition_msg`` (``LpdsError`` when its fields are not ``layout``'s)."""
+    from lpds_ros.runtime.transitions import decode
+
+    table = [(d.label, int(d.size), int(d.stride)) for d in msg.layout.dim]
+    return decode(table, np.asarray(msg.data, dtype=np.float64), layout)
+
+
+def weights_msg(onnx_bytes: bytes) -> "UInt8MultiArray":
+    """A steering graph (ONNX bytes with ``lpds_ros.runtime.hotswap``'s metadata) as std_msgs/UInt8MultiArray."""
+    from std_msgs.msg import UInt8MultiArray
+
+    msg = UInt8MultiArray()
+    msg.data = bytes(onnx_bytes)
+    return msg

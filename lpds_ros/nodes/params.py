@@ -38,7 +38,10 @@ def declare_params(node, cls: type[T]) -> T:
     whatever ``cls.__post_init__`` rejects.
     """
     from rcl_interfaces.msg import ParameterDescriptor
-    from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+    from rclpy.exceptions import (
+        InvalidParameterTypeException,
+        InvalidParameterValueException,
+    )
 
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):

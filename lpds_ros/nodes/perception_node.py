@@ -16,15 +16,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from geometry_msgs.msg import PoseStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
-
-from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import Image, JointState
 
 from lpds_ros.config import ConfigError
 from lpds_ros.nodes import convert
-from lpds_ros.nodes.params import check_choice, check_positive, declare_params, param, run_node
+from lpds_ros.nodes.params import (
+    check_choice,
+    check_positive,
+    declare_params,
+    param,
+    run_node,
+)
 from lpds_ros.nodes.topics import load_topics, package_file
 from lpds_ros.perception import ObservationAssembler, ObservationError, standard_sources
 from lpds_ros.perception.sync import ObservationTrigger

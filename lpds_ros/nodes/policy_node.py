@@ -13,6 +13,19 @@ with the task's own rule (``DeltaTargetIntegrator``).  A chunk that is late at t
 (``wait_for_chunk``, the lockstep sim) or the step is held and the actions whose time passed are skipped;
 an episode's first chunk is always waited for (up to ``chunk_timeout_s``), the arm holding still meanwhile.
 Per episode the noise comes from ``numpy.random.default_rng([seed, episode_seed])``.
+
+Fine-tuning through the graph (``lpds finetune --via-ros``, docs/ros.md):
+
+* ``collect_transitions``: each decision (planned at the seam, ``lead_steps`` 0) becomes a chunk transition
+  -- observation, eps, latent w, executed actions, the sim's per-step rewards (``step_report``), the next
+  observation, terminated / truncated -- published on ``transition`` (``lpds_ros.runtime.transitions``).
+* ``hot_swap``: new steering weights (an ONNX steering graph) arrive on ``steering_weights`` and replace the
+  running ones between two decisions (``lpds_ros.runtime.hotswap.SteeringSlot``: the decoder's SHA-256 must
+  match, else they are rejected).  The swap is prepared in its own callback group, so control steps go on
+  meanwhile; each outcome is reported on ``steering_status`` (JSON).  The decoder is never changed.
+
+With either flag the node decodes w = eps + Delta(s) itself (the slot's Delta; 0 until weights arrive, or
+the export's own steering.onnx in steered/auto mode) through the export's decoder graph.
 """
 from __future__ import annotations
 
@@ -24,14 +37,22 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
-
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
-from std_msgs.msg import String
+from std_msgs.msg import Float64MultiArray, String, UInt8MultiArray
 
 from lpds_ros.config import ConfigError
+from lpds_ros.errors import LpdsError
 from lpds_ros.nodes import convert
-from lpds_ros.nodes.params import check_choice, check_positive, declare_params, param, run_node
+from lpds_ros.nodes.params import (
+    check_choice,
+    check_positive,
+    declare_params,
+    param,
+    run_node,
+)
 from lpds_ros.nodes.topics import load_topics
 from lpds_ros.runtime.chunking import ChunkExecutor, DeltaTargetIntegrator
 
@@ -54,6 +75,8 @@ class PolicyParams:
     target_high: list = param([0.75, 0.35, 0.40], "the task's target box, upper corner")
     providers: str = param("cpu", "onnxruntime providers: cpu or auto (CUDA/TensorRT when present)")
     threads: int = param(1, "onnxruntime intra-op threads")
+    collect_transitions: bool = param(False, "publish one chunk transition per decision on `transition` (fine-tuning; needs lead_steps 0, blend_steps 0)")
+    hot_swap: bool = param(False, "take new steering weights from `steering_weights` while running (fine-tuning)")
 
     def __post_init__(self) -> None:
         check_choice(self, "backend", ("onnx", "scripted"))
@@ -63,6 +86,11 @@ class PolicyParams:
         check_positive(self, "chunk_timeout_s")
         if self.backend == "onnx" and not self.model_dir:
             raise ConfigError("PolicyParams.model_dir: the onnx backend needs an `lpds export` folder")
+        if (self.collect_transitions or self.hot_swap) and self.backend != "onnx":
+            raise ConfigError("PolicyParams: collect_transitions / hot_swap need the onnx backend")
+        if self.collect_transitions and (self.lead_steps != 0 or self.blend_steps != 0):
+            raise ConfigError("PolicyParams.collect_transitions needs lead_steps 0 and blend_steps 0 "
+                              "(a transition starts at the state its chunk was planned from, as in the gymnasium loop)")
 
 
 class PolicyNode(Node):
@@ -111,8 +139,68 @@ class PolicyNode(Node):
         self.pub = self.create_publisher(JointState, t.action_raw, 10)
         self.create_subscription(JointState, t.observation, self._on_observation, 10)
         self.create_subscription(String, t.episode, self._on_episode, 10)
+        self.slot = None  # fine-tuning: the swappable steering (Delta = 0 until weights arrive)
+        self.recorder = None
+        self.swap_log: list[dict] = []  # {"version", "updates", "stamp": the last observation's stamp at the swap}
+        if p.collect_transitions or p.hot_swap:
+            self._setup_finetuning(p, t)
         self.get_logger().info(f"{p.backend} policy ({getattr(self.policy, 'mode', '')}), H={self.policy.horizon}, "
                                f"E={self.policy.exec_horizon}, lead {lead}, blend {p.blend_steps}")
+
+    def _setup_finetuning(self, p: PolicyParams, t) -> None:
+        from pathlib import Path
+
+        from lpds_ros.runtime.hotswap import SteeringSlot
+        from lpds_ros.runtime.transitions import TransitionRecorder, transition_layout
+
+        onnx_policy = self.policy.policy
+        m = onnx_policy.manifest
+        self.slot = SteeringSlot(m.obs_dim, m.horizon, m.action_dim, m.decoder_checkpoint_sha256, threads=p.threads)
+        if onnx_policy.steered:  # the export's own steering (its manifest ties it to the decoder) until weights come
+            self.slot.load((Path(p.model_dir) / m.steering.file).read_bytes(), trusted_version=0)
+        if p.collect_transitions:
+            self.recorder = TransitionRecorder(m.exec_horizon)
+            self.transition_layout = transition_layout(m.obs_dim, m.horizon, m.exec_horizon, m.action_dim)
+            self.pub_transition = self.create_publisher(Float64MultiArray, t.transition, 100)
+            self.create_subscription(JointState, t.step_report, self._on_step_report, 100)
+        if p.hot_swap:
+            latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+            self.pub_status = self.create_publisher(String, t.steering_status, 10)
+            self.create_subscription(UInt8MultiArray, t.steering_weights, self._on_weights, latched,
+                                     callback_group=MutuallyExclusiveCallbackGroup())
+
+    # ------------------------------------------------------------------ fine-tuning
+    def _on_weights(self, msg: UInt8MultiArray) -> None:
+        """New steering weights: checked and prepared here (own callback group), swapped in by one assignment."""
+        data = msg.data.tobytes() if hasattr(msg.data, "tobytes") else bytes(msg.data)
+        try:
+            steering = self.slot.load(data)
+        except LpdsError as exc:
+            self.get_logger().error(f"steering weights rejected: {exc}")
+            self.pub_status.publish(String(data=json.dumps({"event": "rejected", "reason": str(exc),
+                                                            "stamp": self._last_stamp if np.isfinite(self._last_stamp) else None})))
+            return
+        record = {"event": "swapped", "version": steering.version, "updates": steering.updates,
+                  "stamp": self._last_stamp if np.isfinite(self._last_stamp) else None, "swaps": self.slot.swaps}
+        self.swap_log.append(record)
+        self.pub_status.publish(String(data=json.dumps(record)))
+
+    def _on_step_report(self, msg: JointState) -> None:
+        report = convert.step_report_from_msg(msg)
+        if report is not None:
+            self._publish_transitions(self.recorder.report(report["stamp"], report["step"], report["reward"],
+                                                           report["success"], report["terminated"], report["truncated"]))
+
+    def _publish_transitions(self, transitions: list) -> None:
+        for transition in transitions:
+            self.pub_transition.publish(convert.transition_msg(transition, self.transition_layout))
+
+    def _steered_chunk(self, obs: np.ndarray, eps: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """(chunk, latent w = eps + Delta(s), steering version or -1) with the slot's current steering."""
+        steering = self.slot.current  # read once: this decision uses one set of weights
+        latent = eps + self.slot.shift(obs, steering) if steering is not None else eps
+        chunk = self.policy.policy.decode(obs, latent.astype(np.float32))
+        return chunk, latent, steering.version if steering is not None else -1
 
     @staticmethod
     def _slice(layout: dict, key: str) -> slice:
@@ -146,6 +234,8 @@ class PolicyNode(Node):
         self._active_start = self._episode_start
         self._last_stamp = -np.inf
         self.holds = 0
+        if self.recorder is not None:
+            self.recorder.start_episode(self._episode_seed)
 
     # ------------------------------------------------------------------ the control step
     def _on_observation(self, msg: JointState) -> None:
@@ -158,6 +248,8 @@ class PolicyNode(Node):
                 return
             self._checked_labels = True
         obs = values.astype(np.float32)
+        if self.recorder is not None:  # an episode's final state closes its last transition (not a control step)
+            self._publish_transitions(self.recorder.observation(stamp, obs))
         with self._lock:
             if self._episode_start is not None and self._episode_start != self._active_start:
                 if stamp < self._episode_start - 1e-9:
@@ -169,7 +261,7 @@ class PolicyNode(Node):
             offset = self.executor_core.plan_request()
             if offset is not None:
                 eps = self._rng.standard_normal((self.policy.horizon, self.policy.action_dim)).astype(np.float32)
-                self._future = self._pool.submit(self._plan, obs.copy(), eps, offset, self.executor_core.generation)
+                self._future = self._pool.submit(self._plan, obs.copy(), eps, offset, self.executor_core.generation, stamp)
             need = self.executor_core.needs_chunk()
             future = self._future
         if need and future is not None and (self.params.wait_for_chunk or self.executor_core.chunks == 0):
@@ -191,12 +283,21 @@ class PolicyNode(Node):
             self.publish_wall.pop(next(iter(self.publish_wall)))
         self.steps += 1
 
-    def _plan(self, obs: np.ndarray, eps: np.ndarray, offset: int, generation: int) -> None:
+    def _plan(self, obs: np.ndarray, eps: np.ndarray, offset: int, generation: int, stamp: float) -> None:
         t0 = time.perf_counter()
-        chunk = self.policy.chunk(obs, eps)
+        if self.slot is None:
+            chunk = self.policy.chunk(obs, eps)
+        else:
+            chunk, latent, version = self._steered_chunk(obs, eps)
         self.inference_s.append(time.perf_counter() - t0)
+        done = []
         with self._lock:
+            if self.recorder is not None and generation == self.executor_core.generation:
+                # recorded before the chunk is delivered, so before its first action can reach the sim
+                done = self.recorder.decision(stamp, obs, eps, latent, chunk[: self.policy.exec_horizon], version)
             self.executor_core.deliver(chunk, offset, generation)
+        if done:
+            self._publish_transitions(done)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -34,13 +34,12 @@ from dataclasses import dataclass
 
 import numpy as np
 from action_msgs.msg import GoalStatus
-from rclpy.action import ActionClient
-from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.node import Node
-
 from franka_msgs.action import ErrorRecovery, Grasp, Move
 from franka_msgs.msg import FrankaRobotState
 from geometry_msgs.msg import PoseStamped
+from rclpy.action import ActionClient
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Empty, String
 
@@ -48,7 +47,14 @@ from lpds_ros.config import ConfigError
 from lpds_ros.nodes import convert
 from lpds_ros.nodes.params import check_positive, declare_params, param, run_node
 from lpds_ros.nodes.topics import load_topics, package_file
-from lpds_ros.safety import GripperGate, MeasuredState, Reason, SafetyFilter, TargetRequest, load_safety_config
+from lpds_ros.safety import (
+    GripperGate,
+    MeasuredState,
+    Reason,
+    SafetyFilter,
+    TargetRequest,
+    load_safety_config,
+)
 
 
 @dataclass(frozen=True)

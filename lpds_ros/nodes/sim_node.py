@@ -4,7 +4,9 @@ Subscribes  target_pose (PoseStamped; the TCP target, tracked compliantly), rese
             sim_fault (String "reflex" / "user_stopped")
 Publishes   current_pose (PoseStamped), /joint_states (<prefix>_joint1..7), /franka_gripper/joint_states
             (<prefix>_finger_joint1/2), robot_state (FrankaRobotState, ``robot_state_rate_hz``),
-            object_pose (PoseStamped, ground truth), /clock, episode (String JSON), camera_image (optional)
+            object_pose (PoseStamped, ground truth), /clock, episode (String JSON), camera_image (optional),
+            step_report (labelled vector after every control step: reward, success, terminated, truncated,
+            step, episode; stamped with the state after the step -- what a learner needs besides the observation)
 Serves      /franka_gripper/{homing,move,grasp} and /action_server/error_recovery (franka_msgs actions)
 
 Time.  Lockstep (default): the sim publishes the state at sim time t, then waits until a target_pose
@@ -27,13 +29,12 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from rclpy.action import ActionServer, CancelResponse, GoalResponse
-from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.node import Node
-
 from franka_msgs.action import ErrorRecovery, Grasp, Homing, Move
 from franka_msgs.msg import FrankaRobotState
 from geometry_msgs.msg import PoseStamped
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Int64, String
@@ -41,7 +42,13 @@ from std_msgs.msg import Int64, String
 from lpds_ros.config import ConfigError
 from lpds_ros.envs.franka_sim import CONTROL_DT
 from lpds_ros.nodes import convert
-from lpds_ros.nodes.params import check_choice, check_positive, declare_params, param, run_node
+from lpds_ros.nodes.params import (
+    check_choice,
+    check_positive,
+    declare_params,
+    param,
+    run_node,
+)
 from lpds_ros.nodes.topics import load_topics
 
 
@@ -85,7 +92,9 @@ class SimNode(Node):
 
     def __init__(self, **kwargs):
         super().__init__("sim_node", **kwargs)
-        from lpds_ros.envs.sim_bridge import SimBridge  # MuJoCo: only when the node is made
+        from lpds_ros.envs.sim_bridge import (
+            SimBridge,  # MuJoCo: only when the node is made
+        )
 
         self.params = p = declare_params(self, SimParams)
         self.topics = t = load_topics(p.topics_file or None)
@@ -114,6 +123,7 @@ class SimNode(Node):
         self.pub_state = self.create_publisher(FrankaRobotState, t.robot_state, 10)
         self.pub_clock = self.create_publisher(Clock, t.clock, 10) if p.publish_clock else None
         self.pub_episode = self.create_publisher(String, t.episode, 10)
+        self.pub_step = self.create_publisher(JointState, t.step_report, 100)
         self.pub_image = self.create_publisher(Image, t.camera_image, 2) if p.camera_rate_hz > 0 else None
         self.create_subscription(PoseStamped, t.target_pose, self._on_target, 10)
         self.create_subscription(Int64, t.reset_episode, self._on_reset, 10)
@@ -279,7 +289,10 @@ class SimNode(Node):
         with self._stepped:
             cuts = self.bridge.taps(p.robot_state_rate_hz)
             report = self.bridge.step(cuts, on_tap=self._on_tap)
+            episode = self.bridge.episode
             self._stepped.notify_all()
+        self.pub_step.publish(convert.step_report_msg(report.reward, report.success, report.terminated, report.truncated,
+                                                      report.steps, episode, self._stamp(report.time)))
         for goal in report.finished_goals:
             if not goal.success:
                 self.get_logger().info(f"gripper {goal.kind} failed: {goal.error}")

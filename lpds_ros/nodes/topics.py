@@ -49,6 +49,10 @@ class Topics:
     episode: str
     sim_fault: str
     clock: str
+    step_report: str
+    transition: str
+    steering_weights: str
+    steering_status: str
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -20,7 +20,12 @@ import numpy as np
 
 from lpds_ros.config import load_config
 from lpds_ros.errors import LpdsError
-from lpds_ros.perception.calibration import CameraIntrinsics, HandEyeCalibration, MarkerConfig, _pose_matrix
+from lpds_ros.perception.calibration import (
+    CameraIntrinsics,
+    HandEyeCalibration,
+    MarkerConfig,
+    _pose_matrix,
+)
 from lpds_ros.safety.rotations import matrix_to_quat, normalize_quat
 
 

@@ -32,8 +32,19 @@ from torch import nn
 
 from lpds_ros.errors import LpdsError
 from lpds_ros.runtime import graphs
-from lpds_ros.runtime.manifest import (BATCH, DECODER_FILE, LATENT, MANIFEST_FILE, NOISE, OBS, STEERING_FILE,
-                                       GraphEntry, Manifest, decoder_io, steering_io)
+from lpds_ros.runtime.manifest import (
+    BATCH,
+    DECODER_FILE,
+    LATENT,
+    MANIFEST_FILE,
+    NOISE,
+    OBS,
+    STEERING_FILE,
+    GraphEntry,
+    Manifest,
+    decoder_io,
+    steering_io,
+)
 from lpds_ros.runtime.specialize import DecoderGraph, SpecializationError, SteeringGraph
 from lpds_ros.utils import atomic_write_bytes, atomic_write_text, sha256_file
 

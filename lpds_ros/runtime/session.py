@@ -31,7 +31,15 @@ from google.protobuf.message import DecodeError
 
 from lpds_ros.errors import LpdsError
 from lpds_ros.runtime import graphs
-from lpds_ros.runtime.manifest import LATENT, MANIFEST_FILE, NOISE, OBS, GraphEntry, Manifest, load_manifest
+from lpds_ros.runtime.manifest import (
+    LATENT,
+    MANIFEST_FILE,
+    NOISE,
+    OBS,
+    GraphEntry,
+    Manifest,
+    load_manifest,
+)
 
 # Preferred execution providers, best first; the CPU is always the last resort.
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")

@@ -47,6 +47,9 @@ CHECKPOINT_FILE = "checkpoint.pt"
 RESULT_FILE = "result.json"
 LOG_FILE = "log.jsonl"
 CHECKPOINT_FORMAT = "lpds_ros.steering"
+RESUMABLE_CHANGES = frozenset({"out", "policy", "env_steps", "device", "progress", "torch_threads", "checkpoint_every",
+                               "eval_envs"})
+"""FinetuneConfig fields a resumed run may change: where it runs and for how long, not what it learns."""
 
 
 def episode_seed(seed: int, env_index: int, episode: int) -> int:
@@ -240,6 +243,13 @@ class Trainer:
         if state["method"] != self.config.method or state["task"] != self.config.task:
             raise LpdsError(f"{path}: checkpoint of {state['method']} on {state['task']}, this run is "
                             f"{self.config.method} on {self.config.task}")
+        # Resuming under other settings would splice two experiments into one curve.
+        saved, now = state["finetune_config"], config_to_dict(self.config)
+        changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k])
+        if changed or state["agent_config"] != config_to_dict(self.agent_config):
+            what = ", ".join(f"{k} {saved.get(k)!r} -> {now[k]!r}" for k in changed) or "the agent config"
+            raise LpdsError(f"{path}: the checkpoint was trained with other settings ({what}); "
+                            "use another --out or delete the checkpoint")
         self.agent.load_state(state["agent"])
         self.buffer.load(io.BytesIO(state["buffer"]))
         self.act_generator.set_state(state["act_generator"])
@@ -374,22 +384,13 @@ class Trainer:
                     self.updates_due -= 1.0
                 self.timing["update"] += time.perf_counter() - start
                 # 3. one decision per env, decoded in one batch; each env executes its H_exec slice
-                start = time.perf_counter()
-                warmup = self.env_steps < c.learning_starts
-                chunk, extras = a.act(torch.from_numpy(self.envs.obs).to(self.device), self.act_generator, warmup=warmup)
-                executed = chunk[:, : a.exec_horizon].cpu()
-                self.timing["act"] += time.perf_counter() - start
-                start = time.perf_counter()
-                fields, finished, steps = self.envs.step(executed.numpy())
-                self.timing["env"] += time.perf_counter() - start
-                fields["action"] = executed.numpy()
-                fields |= {k: v.cpu().numpy() for k, v in extras.items()}
+                fields, finished, steps, transitions = self.collect()
                 self.buffer.add(fields)
                 self.recent_episodes += finished
                 self.env_steps += steps
                 self.decisions += 1
                 if self.env_steps >= c.learning_starts:
-                    self.updates_due += c.utd * len(executed)
+                    self.updates_due += c.utd * transitions
                 if self.decisions % 50 == 0:
                     self.flush_train_log()
                 bar.update(min(steps, c.env_steps - bar.n))
@@ -400,6 +401,26 @@ class Trainer:
         result = self.result(elapsed, self.env_steps - start_steps)
         atomic_write_text(self.out / RESULT_FILE, json.dumps(result, indent=2) + "\n")
         return result
+
+    def collect(self) -> tuple[dict[str, np.ndarray], list[dict[str, float]], int, int]:
+        """One decision per training env, decoded in one batch; each env executes its H_exec slice.
+
+        -> (replay fields [N, ...], finished episodes, env steps taken, N transitions).  The hook
+        ``lpds finetune --via-ros`` replaces (``lpds_ros.steering.ros_learner``): its transitions come from
+        the ROS graph's policy node instead.
+        """
+        c, a = self.config, self.agent
+        start = time.perf_counter()
+        warmup = self.env_steps < c.learning_starts
+        chunk, extras = a.act(torch.from_numpy(self.envs.obs).to(self.device), self.act_generator, warmup=warmup)
+        executed = chunk[:, : a.exec_horizon].cpu()
+        self.timing["act"] += time.perf_counter() - start
+        start = time.perf_counter()
+        fields, finished, steps = self.envs.step(executed.numpy())
+        self.timing["env"] += time.perf_counter() - start
+        fields["action"] = executed.numpy()
+        fields |= {k: v.cpu().numpy() for k, v in extras.items()}
+        return fields, finished, steps, len(executed)
 
     def result(self, elapsed: float, steps_this_session: int) -> dict[str, Any]:
         c, a = self.config, self.agent
@@ -416,7 +437,19 @@ class Trainer:
             "timing": {**self.timing, "wall_this_session": elapsed,
                        "env_steps_per_s_this_session": steps_this_session / elapsed if elapsed > 0 else None},
             "finetune_config": config_to_dict(c), "agent_config": config_to_dict(self.agent_config),
+            "machine": machine_description(self.device),
         }
+
+
+def machine_description(device: torch.device) -> str:
+    """Where a run was measured, e.g. "x86_64, 16 CPUs, torch cuda (NVIDIA H200)"."""
+    import os
+    import platform
+
+    text = f"{platform.machine()}, {os.cpu_count()} CPUs, torch {device.type}"
+    if device.type == "cuda":
+        text += f" ({torch.cuda.get_device_name(device)})"
+    return text
 
 
 def read_checkpoint(path: str | Path, decoder_sha256: str | None) -> dict[str, Any]:
@@ -479,6 +512,10 @@ def finetune_config_from_args(args: argparse.Namespace) -> FinetuneConfig:
 
 
 def main(args: argparse.Namespace) -> int:
+    if getattr(args, "via_ros", False):  # the same run with its transitions gathered through the ROS sim graph
+        from lpds_ros.steering import ros_learner
+
+        return ros_learner.main(args)
     if args.policy is None:
         from lpds_ros.evaluate import shipped_model_dir
 
