@@ -26,7 +26,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lpds_ros.runtime.bench import REFERENCE_CONFIGS, _export, percentiles, reference_models, time_alternating  # noqa: E402
+from lpds_ros.runtime.bench import (  # noqa: E402
+    REFERENCE_CONFIGS,
+    _export,
+    percentiles,
+    reference_models,
+    time_alternating,
+)
 from lpds_ros.runtime.session import GPU_PROVIDERS, OnnxPolicy  # noqa: E402
 from lpds_ros.utils import atomic_write_text  # noqa: E402
 

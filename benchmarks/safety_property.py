@@ -28,7 +28,15 @@ from pathlib import Path
 import numpy as np
 
 from lpds_ros.config import config_to_dict
-from lpds_ros.safety import BatchSafetyFilter, Limit, Reason, RequestBatch, SafetyConfig, StateBatch, load_safety_config
+from lpds_ros.safety import (
+    BatchSafetyFilter,
+    Limit,
+    Reason,
+    RequestBatch,
+    SafetyConfig,
+    StateBatch,
+    load_safety_config,
+)
 from lpds_ros.safety.franka import JOINT_LIMITS
 from lpds_ros.safety.rotations import quat_angle
 from lpds_ros.utils import atomic_write_text

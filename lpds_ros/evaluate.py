@@ -122,7 +122,9 @@ def evaluate_policy_dir(task: str, policy_dir: str | Path, steering: str | None 
 
     policy = load_policy(policy_dir)
     if steering is not None:
-        from lpds_ros.steering import load_steering_act_fn  # the steered act function for any method
+        from lpds_ros.steering import (
+            load_steering_act_fn,  # the steered act function for any method
+        )
 
         act = load_steering_act_fn(steering, policy)
     else:

@@ -96,7 +96,13 @@ def test_error_recovery_hash_is_stable():
 
 def test_field_layout():
     from franka_msgs.action import ErrorRecovery, Grasp, Homing, Move
-    from franka_msgs.msg import CollisionIndicators, Elbow, Errors, FrankaRobotState, GraspEpsilon
+    from franka_msgs.msg import (
+        CollisionIndicators,
+        Elbow,
+        Errors,
+        FrankaRobotState,
+        GraspEpsilon,
+    )
 
     s = FrankaRobotState()
     assert len(s.ddq_d) == 7 and len(s.dtau_j) == 7

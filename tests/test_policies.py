@@ -9,7 +9,14 @@ import torch
 from lpds_ros.config import ConfigError, config_from_dict, load_config
 from lpds_ros.errors import LpdsError
 from lpds_ros.policies import (
-    BACKBONES, Decoder, DiffusionPolicy, FlowPolicy, GenerativePolicy, PolicyConfig, load_policy, make_policy,
+    BACKBONES,
+    Decoder,
+    DiffusionPolicy,
+    FlowPolicy,
+    GenerativePolicy,
+    PolicyConfig,
+    load_policy,
+    make_policy,
 )
 from lpds_ros.policies.config import BACKBONE_NAMES
 from lpds_ros.policies.diffusion import alphas_cumprod, ddim_timesteps

@@ -13,7 +13,13 @@ from lpds_ros.config import ConfigError
 from lpds_ros.data.hdf5 import DemoWriter, load_demos
 from lpds_ros.errors import LpdsError
 from lpds_ros.policies import PolicyConfig, load_policy
-from lpds_ros.policies.train import TrainConfig, lr_at, make_chunks, pretrain, read_overrides
+from lpds_ros.policies.train import (
+    TrainConfig,
+    lr_at,
+    make_chunks,
+    pretrain,
+    read_overrides,
+)
 
 SMALL = dict(hidden_dim=64, num_layers=2, cond_dim=32, time_embed_dim=16, horizon=4, exec_horizon=2)
 OBS_LAYOUT = {"robot0_eef_pos": 3, "object": 2}

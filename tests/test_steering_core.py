@@ -30,7 +30,7 @@ def test_registry_lists_every_method_and_rejects_unknown_names():
     assert set(METHODS) == {"base", "lpds", "lpds-nolagrange", "dsrl", "dsrl-sac", "residual"}
     with pytest.raises(LpdsError, match="valid methods: base, lpds"):
         make_agent("lpds-typo", BimodalDecoder())
-    assert make_agent("lpds", BimodalDecoder(), task="franka-lift").config.delta == 0.35
+    assert make_agent("lpds", BimodalDecoder(), task="franka-lift").config.delta == 3.0
     assert make_agent("lpds-nolagrange", BimodalDecoder(), LPDSConfig(delta=0.2)).config.lagrange is False
 
 

@@ -4,7 +4,12 @@ import math
 import pytest
 import torch
 
-from lpds_ros.steering.entropy import action_entropy, entropy_ratio, gaussian_entropy, knn_entropy
+from lpds_ros.steering.entropy import (
+    action_entropy,
+    entropy_ratio,
+    gaussian_entropy,
+    knn_entropy,
+)
 
 
 @pytest.mark.parametrize("dim,scale", [(1, 1.0), (2, 0.3), (4, 2.0)])

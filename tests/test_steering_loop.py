@@ -67,6 +67,21 @@ def test_resume_after_a_kill_continues_bit_for_bit(tmp_path, toy_tasks):
     assert lines == (tmp_path / "whole" / loop.LOG_FILE).read_text().splitlines()
 
 
+def test_resume_under_other_settings_is_refused(tmp_path, toy_tasks):
+    agent_config = LPDSConfig(delta=0.2, **SMALL)
+    loop.Trainer(toy_config(tmp_path, env_steps=80), agent_config, decoder=toy_decoder()).run()
+    # a longer budget is a continuation ...
+    longer = loop.Trainer(toy_config(tmp_path, env_steps=160), agent_config, decoder=toy_decoder())
+    longer.load_checkpoint(tmp_path / loop.CHECKPOINT_FILE)
+    # ... another UTD or δ is another experiment
+    other_utd = loop.Trainer(toy_config(tmp_path, env_steps=160, utd=2.0), agent_config, decoder=toy_decoder())
+    with pytest.raises(LpdsError, match="utd 0.5 -> 2.0"):
+        other_utd.load_checkpoint(tmp_path / loop.CHECKPOINT_FILE)
+    other_delta = loop.Trainer(toy_config(tmp_path, env_steps=160), LPDSConfig(delta=0.5, **SMALL), decoder=toy_decoder())
+    with pytest.raises(LpdsError, match="agent config"):
+        other_delta.load_checkpoint(tmp_path / loop.CHECKPOINT_FILE)
+
+
 def test_checkpoint_on_another_decoder_is_rejected(tmp_path, toy_tasks):
     loop.Trainer(toy_config(tmp_path / "run", env_steps=40, eval_every=40, method="dsrl"), DSRLConfig(**SMALL),
                  decoder=toy_decoder("sha-of-a")).run()

@@ -15,7 +15,13 @@ from safetensors.torch import load_file
 
 from lpds_ros.config import ConfigError, config_from_dict
 from lpds_ros.errors import LpdsError
-from lpds_ros.policies.base import CONFIG_FILE, FORMAT, WEIGHTS_FILE, Decoder, GenerativePolicy
+from lpds_ros.policies.base import (
+    CONFIG_FILE,
+    FORMAT,
+    WEIGHTS_FILE,
+    Decoder,
+    GenerativePolicy,
+)
 from lpds_ros.policies.config import PolicyConfig
 from lpds_ros.policies.diffusion import DiffusionPolicy
 from lpds_ros.policies.flow import FlowPolicy

@@ -1,6 +1,11 @@
 """Pure safety-filter logic (no ROS): workspace box, step limits, reference limiting, joint-limit margin,
 NaN/inf rejection, watchdog, latched e-stop, robot-mode holds.  ``nodes/safety_filter`` wraps it."""
-from lpds_ros.safety.config import ROBOT_MODES, SafetyConfig, WorkspaceBox, load_safety_config
+from lpds_ros.safety.config import (
+    ROBOT_MODES,
+    SafetyConfig,
+    WorkspaceBox,
+    load_safety_config,
+)
 from lpds_ros.safety.filter import (
     GRIPPER_CLOSED,
     GRIPPER_OPEN,

@@ -8,7 +8,8 @@
 Importing this package is cheap (no torch): names are loaded on first use.
 Modules: ``config`` (dataclasses, δ per task), ``registry`` (method names), ``agent`` (base class and the
 shared TD / distillation steps), ``lpds``, ``dsrl``, ``residual``, ``base``, ``networks``, ``buffer``,
-``entropy`` (k-NN estimator), ``loop`` (online loop, checkpoints), ``bench`` (the comparison table),
+``entropy`` (k-NN estimator), ``loop`` (online loop, checkpoints), ``ros_learner`` (the same loop fed by
+the ROS sim graph, with hot swap: ``lpds finetune --via-ros``), ``bench`` (the comparison table),
 ``toy`` (a bimodal toy decoder and tasks).
 """
 from __future__ import annotations

@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import os
-import platform
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +65,18 @@ def is_done(spec: RunSpec, sha256: str | None) -> bool:
         result = json.loads(spec.result_path.read_text())
     except json.JSONDecodeError:
         return False
-    return result.get("budget") == spec.env_steps and (sha256 is None or result.get("decoder_sha256") == sha256)
+    if result.get("budget") != spec.env_steps or (sha256 is not None and result.get("decoder_sha256") != sha256):
+        return False
+    # A cell run with other explicit settings (utd, δ, ...) is a different experiment; the device is not,
+    # and δ only matters to the methods that resolved one (LP-DS records the δ it ran under).
+    ran = result.get("finetune_config", {})
+    for key, value in spec.options:
+        if key == "delta":
+            if result.get("delta") not in (None, value):
+                return False
+        elif key != "device" and ran.get(key) != value:
+            return False
+    return True
 
 
 def run_one(spec: RunSpec) -> str:
@@ -105,7 +116,10 @@ def run_missing(specs: list[RunSpec], jobs: int, ray_address: str | None = None,
             bar.update(1)
     else:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
+        # CUDA cannot be used in a forked child: spawn the workers when the runs go to a GPU.
+        on_gpu = any(dict(spec.options).get("device", "cpu").startswith("cuda") for spec in specs)
+        context = multiprocessing.get_context("spawn") if on_gpu else None
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
             futures = {pool.submit(run_one, spec): spec for spec in specs}
             for future in as_completed(futures):
                 try:
@@ -196,8 +210,7 @@ def aggregate(task: str, backbone: str, methods: list[str], results_dir: str | P
                    "eval_every": fc["eval_every"], "entropy_latents": fc["entropy_latents"],
                    "entropy_states": fc["entropy_states"]},
         "decoder_sha256": any_run.get("decoder_sha256"),
-        "measured_on": {"machine": platform.machine(), "processor": platform.processor() or None,
-                        "cpus": os.cpu_count()},
+        "measured_on": sorted({r.get("machine") or "unrecorded" for runs in per_method.values() for r in runs}),
         "methods": {m: aggregate_method(runs) for m, runs in per_method.items()},
     }
 
@@ -303,8 +316,8 @@ def plan(args: argparse.Namespace) -> list[RunSpec]:
     for m in methods:
         get_method(m)
     seeds = list(range(args.seed_offset, args.seed_offset + args.seeds))
-    options = {k: getattr(args, k) for k in ("num_envs", "utd", "learning_starts", "eval_every", "eval_episodes",
-                                              "checkpoint_every", "entropy_states", "entropy_latents", "device")
+    options = {k: getattr(args, k) for k in ("num_envs", "utd", "delta", "learning_starts", "eval_every",
+                                              "eval_episodes", "checkpoint_every", "entropy_states", "entropy_latents", "device")
                if getattr(args, k, None) is not None}
     specs = []
     for task in tasks:

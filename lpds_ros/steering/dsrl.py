@@ -20,8 +20,14 @@ import math
 import torch
 from torch import Tensor, nn
 
-from lpds_ros.steering.agent import (SteeringAgent, chunk_td_target, distill_loss, requires_grad_,
-                                     temperature_loss, twin_td_loss)
+from lpds_ros.steering.agent import (
+    SteeringAgent,
+    chunk_td_target,
+    distill_loss,
+    requires_grad_,
+    temperature_loss,
+    twin_td_loss,
+)
 from lpds_ros.steering.config import DSRLConfig
 from lpds_ros.steering.lpds import prior_pairs
 from lpds_ros.steering.networks import TanhGaussian, TwinQ, mlp, polyak_

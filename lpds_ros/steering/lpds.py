@@ -17,8 +17,13 @@ import copy
 import torch
 from torch import Tensor
 
-from lpds_ros.steering.agent import (SteeringAgent, chunk_td_target, distill_loss, requires_grad_,
-                                     twin_td_loss)
+from lpds_ros.steering.agent import (
+    SteeringAgent,
+    chunk_td_target,
+    distill_loss,
+    requires_grad_,
+    twin_td_loss,
+)
 from lpds_ros.steering.config import LPDSConfig
 from lpds_ros.steering.networks import TwinQ, mlp, polyak_
 

@@ -11,8 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from lpds_ros.errors import LpdsError
-from lpds_ros.steering.config import (AgentConfig, BaseConfig, DSRLConfig, LPDSConfig, ResidualConfig,
-                                      task_delta)
+from lpds_ros.steering.config import (
+    AgentConfig,
+    BaseConfig,
+    DSRLConfig,
+    LPDSConfig,
+    ResidualConfig,
+    task_delta,
+)
 
 
 def _build_base(decoder, config, seed, device):

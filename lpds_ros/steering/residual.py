@@ -15,8 +15,13 @@ import math
 import torch
 from torch import Tensor, nn
 
-from lpds_ros.steering.agent import (SteeringAgent, chunk_td_target, requires_grad_, temperature_loss,
-                                     twin_td_loss)
+from lpds_ros.steering.agent import (
+    SteeringAgent,
+    chunk_td_target,
+    requires_grad_,
+    temperature_loss,
+    twin_td_loss,
+)
 from lpds_ros.steering.config import ResidualConfig
 from lpds_ros.steering.networks import TanhGaussian, TwinQ, polyak_
 
