@@ -199,7 +199,7 @@ def tiny_policy(tmp_path_factory):
 
 
 @pytest.mark.ros
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(300)
 def test_hot_swap_changes_the_policy_output_while_it_keeps_publishing(ros_env, tiny_policy):
     import rclpy
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -283,7 +283,7 @@ def test_hot_swap_changes_the_policy_output_while_it_keeps_publishing(ros_env, t
 
 
 @pytest.mark.ros
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(420)
 def test_finetune_via_ros_end_to_end(ros_env, tiny_policy, tmp_path):
     import io
 

@@ -68,6 +68,7 @@ class Ros:
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=self.domain_id)
         self.executor = MultiThreadedExecutor(num_threads=6, context=self.context)
+        sys.setswitchinterval(5e-4)  # as SimGraph does: the in-process nodes share one GIL with the test
         self.nodes = []
         self.clients = []  # action clients to destroy once the executor has stopped
         self.probe = self.add(rclpy.create_node("probe", context=self.context))

@@ -146,6 +146,10 @@ class SimGraph:
             self._gripper_probes = [ActionClient(self.runner, kind, name)
                                     for kind, name in ((Grasp, self.topics.gripper_grasp), (Move, self.topics.gripper_move))]
             self.executor = MultiThreadedExecutor(num_threads=8, context=self.context)
+            if not self.processes:
+                # Nodes in this process share one GIL: at the default 5 ms switch interval a busy executor
+                # thread makes every other thread (torch, the caller) wait up to 5 ms per hand-over.
+                sys.setswitchinterval(5e-4)
             for node in [*self.nodes.values(), self.runner]:
                 self.executor.add_node(node)
             self._spin = threading.Thread(target=self.executor.spin, name="lpds_graph.spin", daemon=True)
