@@ -1,6 +1,4 @@
-"""ROS domain ids for node tests in files other than test_ros_nodes.py.
-
-The same scheme and lock files as test_ros_nodes.py: a block of ``width`` ids per test process, held by
+"""ROS domain ids for the node tests: a block of ``width`` ids per test process, held by
 a file lock for the life of the process, so concurrent runs (and the other test files of this run) never
 discover each other's nodes.  Every block avoids 87 (test_franka_msgs).
 """

@@ -6,7 +6,6 @@ discovery, and assertions on sim time and message order, never on wall-clock gap
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from pathlib import Path
@@ -143,33 +142,12 @@ def test_via_ros_refuses_methods_without_a_latent_shift(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------------------------------ over ROS
-def _claim_domain() -> int:
-    """A ROS domain id no other test run on this machine holds (test_ros_nodes' lock files, one block of 10)."""
-    import fcntl
-    import tempfile
-
-    width = 10
-    blocks = [b for b in range(8, 232 - width, width) if not b <= 87 < b + width]
-    start = (os.getpid() * 7) % len(blocks)
-    for block in blocks[start:] + blocks[:start]:
-        handle = open(Path(tempfile.gettempdir()) / f"lpds_ros_test_domains_{block}.lock", "w")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.close()
-            continue
-        _LOCKS.append(handle)
-        return block
-    raise RuntimeError("no free block of ROS domain ids for this test run")
-
-
-_LOCKS: list = []
-
-
 @pytest.fixture(scope="module")
 def domain_base():
     pytest.importorskip("rclpy")
-    return _claim_domain()
+    from ros_domains import claim_domains
+
+    return claim_domains()
 
 
 @pytest.fixture

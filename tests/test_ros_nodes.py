@@ -26,6 +26,7 @@ from geometry_msgs.msg import PoseStamped  # noqa: E402
 from rclpy.action import ActionClient, ActionServer  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
+from ros_domains import claim_domains  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_msgs.msg import Bool, Empty, Int64, String  # noqa: E402
@@ -36,28 +37,7 @@ pytestmark = pytest.mark.ros
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _claim_domains(width: int = 10) -> int:
-    """The first id of ``width`` ROS domain ids no other test run on this machine holds (a file lock per
-    block, kept for the life of this process), so concurrent runs never discover each other."""
-    import fcntl
-    import tempfile
-
-    blocks = [b for b in range(8, 232 - width, width) if not b <= 87 < b + width]  # 87: test_franka_msgs
-    start = os.getpid() % len(blocks)
-    for block in blocks[start:] + blocks[:start]:
-        handle = open(Path(tempfile.gettempdir()) / f"lpds_ros_test_domains_{block}.lock", "w")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.close()
-            continue
-        _DOMAIN_LOCKS.append(handle)
-        return block
-    raise RuntimeError("no free block of ROS domain ids for this test run")
-
-
-_DOMAIN_LOCKS: list = []
-_DOMAIN_BASE = _claim_domains()  # 10 ids per test run
+_DOMAIN_BASE = claim_domains()  # 10 ids per test run (tests/ros_domains.py)
 
 
 class Ros:

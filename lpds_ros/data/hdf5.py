@@ -78,6 +78,43 @@ class DemoSet:
         return float(np.mean([e.success for e in self.episodes])) if self.episodes else 0.0
 
 
+def _write_header(data: h5py.Group, obs_layout: dict[str, int], env_meta: dict[str, Any]) -> None:
+    """The ``data`` group's attributes (robomimic's layout plus our observation layout)."""
+    data.attrs["format_version"] = FORMAT_VERSION
+    data.attrs["obs_keys"] = json.dumps(obs_layout)
+    data.attrs["env_args"] = json.dumps(
+        {"env_name": env_meta.get("task", ""), "type": "lpds_ros", "env_kwargs": env_meta.get("kwargs", {}), "env_meta": env_meta}
+    )
+
+
+def _checked_episode(obs, actions, obs_layout: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(obs, actions) as float32, refusing an empty episode or observations of the wrong width."""
+    obs = np.asarray(obs, dtype=np.float32)
+    actions = np.asarray(actions, dtype=np.float32)
+    T, width = len(actions), sum(obs_layout.values())
+    if T == 0:
+        raise DatasetError("refusing to write an empty episode")
+    if obs.shape != (T, width):
+        raise DatasetError(f"episode obs has shape {obs.shape}, expected ({T}, {width})")
+    return obs, actions
+
+
+def _write_episode(data: h5py.Group, name: str, obs_layout: dict[str, int], obs: np.ndarray, actions: np.ndarray,
+                   rewards, dones, success: bool) -> None:
+    """One ``demo_<n>`` group: obs split per key, actions, rewards, dones and the success flag."""
+    T = len(actions)
+    demo = data.create_group(name)
+    demo.attrs["num_samples"] = T
+    demo.attrs["success"] = bool(success)
+    start = 0
+    for key, size in obs_layout.items():
+        demo.create_dataset(f"obs/{key}", data=obs[:, start : start + size])
+        start += size
+    demo.create_dataset("actions", data=actions)
+    demo.create_dataset("rewards", data=np.asarray(rewards, dtype=np.float32).reshape(T))
+    demo.create_dataset("dones", data=np.asarray(dones, dtype=bool).reshape(T))
+
+
 class DemoWriter:
     """Append episodes to a new HDF5 demo file; the file appears under its name only on ``close()``.
 
@@ -96,31 +133,12 @@ class DemoWriter:
         self._tmp = self.path.with_name(f".{self.path.name}.partial")
         self._file = h5py.File(self._tmp, "w")
         self._data = self._file.create_group("data")
-        self._data.attrs["format_version"] = FORMAT_VERSION
-        self._data.attrs["obs_keys"] = json.dumps(self.obs_layout)
-        self._data.attrs["env_args"] = json.dumps(
-            {"env_name": env_meta.get("task", ""), "type": "lpds_ros", "env_kwargs": env_meta.get("kwargs", {}), "env_meta": env_meta}
-        )
+        _write_header(self._data, self.obs_layout, env_meta)
         self.count = 0
 
     def add_episode(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, dones: np.ndarray, success: bool) -> None:
-        obs = np.asarray(obs, dtype=np.float32)
-        actions = np.asarray(actions, dtype=np.float32)
-        T = len(actions)
-        if T == 0:
-            raise DatasetError("refusing to write an empty episode")
-        if obs.shape != (T, sum(self.obs_layout.values())):
-            raise DatasetError(f"episode obs has shape {obs.shape}, expected ({T}, {sum(self.obs_layout.values())})")
-        demo = self._data.create_group(f"demo_{self.count}")
-        demo.attrs["num_samples"] = T
-        demo.attrs["success"] = bool(success)
-        start = 0
-        for key, size in self.obs_layout.items():
-            demo.create_dataset(f"obs/{key}", data=obs[:, start : start + size])
-            start += size
-        demo.create_dataset("actions", data=actions)
-        demo.create_dataset("rewards", data=np.asarray(rewards, dtype=np.float32).reshape(T))
-        demo.create_dataset("dones", data=np.asarray(dones, dtype=bool).reshape(T))
+        obs, actions = _checked_episode(obs, actions, self.obs_layout)
+        _write_episode(self._data, f"demo_{self.count}", self.obs_layout, obs, actions, rewards, dones, success)
         self.count += 1
         self._data.attrs["total"] = sum(int(self._data[f"demo_{i}"].attrs["num_samples"]) for i in range(self.count))
         self._file.flush()
@@ -213,16 +231,9 @@ class DemoAppender:
 
     def append(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, dones: np.ndarray, success: bool) -> str:
         """Add one episode; returns its group name (``demo_<n>``).  The file is complete when this returns."""
-        obs = np.asarray(obs, dtype=np.float32)
-        actions = np.asarray(actions, dtype=np.float32)
-        T = len(actions)
-        width = sum(self.obs_layout.values())
-        if T == 0:
-            raise DatasetError("refusing to write an empty episode")
-        if obs.shape != (T, width):
-            raise DatasetError(f"episode obs has shape {obs.shape}, expected ({T}, {width})")
+        obs, actions = _checked_episode(obs, actions, self.obs_layout)
         if actions.ndim != 2:
-            raise DatasetError(f"episode actions have shape {actions.shape}, expected ({T}, d)")
+            raise DatasetError(f"episode actions have shape {actions.shape}, expected ({len(actions)}, d)")
         partial = _partial_path(self.path)
         if self.path.exists():
             shutil.copyfile(self.path, partial)
@@ -230,20 +241,8 @@ class DemoAppender:
         with h5py.File(partial, "a" if self.path.exists() else "w") as f:
             data = f.require_group("data")
             if "obs_keys" not in data.attrs:
-                data.attrs["format_version"] = FORMAT_VERSION
-                data.attrs["obs_keys"] = json.dumps(self.obs_layout)
-                data.attrs["env_args"] = json.dumps({"env_name": self.env_meta.get("task", ""), "type": "lpds_ros",
-                                                     "env_kwargs": self.env_meta.get("kwargs", {}), "env_meta": self.env_meta})
-            demo = data.create_group(name)
-            demo.attrs["num_samples"] = T
-            demo.attrs["success"] = bool(success)
-            start = 0
-            for key, size in self.obs_layout.items():
-                demo.create_dataset(f"obs/{key}", data=obs[:, start:start + size])
-                start += size
-            demo.create_dataset("actions", data=actions)
-            demo.create_dataset("rewards", data=np.asarray(rewards, dtype=np.float32).reshape(T))
-            demo.create_dataset("dones", data=np.asarray(dones, dtype=bool).reshape(T))
+                _write_header(data, self.obs_layout, self.env_meta)
+            _write_episode(data, name, self.obs_layout, obs, actions, rewards, dones, success)
             names = [n for n in data.keys() if _demo_index(n) >= 0]
             data.attrs["total"] = sum(int(data[n].attrs["num_samples"]) for n in names)
             data.attrs["num_demos"] = len(names)

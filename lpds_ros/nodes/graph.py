@@ -91,6 +91,27 @@ def _coerce(cls: type, values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def make_node(name: str, params: dict[str, dict[str, Any]], context, topics_file: str | None = None):
+    """Graph node ``name`` (one of NODES) in this process, with its parameter-file values as overrides;
+    every node but the sim follows the sim's /clock."""
+    from rclpy.parameter import Parameter
+
+    from lpds_ros.nodes.perception_node import PerceptionNode
+    from lpds_ros.nodes.policy_node import PolicyNode
+    from lpds_ros.nodes.safety_filter_node import SafetyFilterNode
+    from lpds_ros.nodes.sim_node import SimNode
+
+    makers = {"sim_node": SimNode, "perception_node": PerceptionNode, "policy_node": PolicyNode,
+              "safety_filter_node": SafetyFilterNode}
+    values = _coerce(_param_classes()[name], params.get(name, {}))
+    if topics_file:
+        values["topics_file"] = str(topics_file)
+    overrides = [Parameter(k, value=v) for k, v in values.items()]
+    if name != "sim_node":
+        overrides.append(Parameter("use_sim_time", value=True))
+    return makers[name](context=context, parameter_overrides=overrides)
+
+
 class SimGraph:
     """The four nodes + a runner node, started in this process or as child processes."""
 
@@ -110,31 +131,16 @@ class SimGraph:
     def start(self) -> None:
         import rclpy
         from rclpy.executors import MultiThreadedExecutor
-        from rclpy.parameter import Parameter
         from std_msgs.msg import Int64, String
 
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
-        classes = _param_classes()
         try:
             if self.processes:
                 self._spawn()
             else:
-                from lpds_ros.nodes.perception_node import PerceptionNode
-                from lpds_ros.nodes.policy_node import PolicyNode
-                from lpds_ros.nodes.safety_filter_node import SafetyFilterNode
-                from lpds_ros.nodes.sim_node import SimNode
-
-                makers = {"sim_node": SimNode, "perception_node": PerceptionNode, "policy_node": PolicyNode,
-                          "safety_filter_node": SafetyFilterNode}
                 for name in NODES:
-                    values = _coerce(classes[name], self.params.get(name, {}))
-                    if self.topics_file:
-                        values["topics_file"] = str(self.topics_file)
-                    overrides = [Parameter(k, value=v) for k, v in values.items()]
-                    if name != "sim_node":
-                        overrides.append(Parameter("use_sim_time", value=True))
-                    self.nodes[name] = makers[name](context=self.context, parameter_overrides=overrides)
+                    self.nodes[name] = make_node(name, self.params, self.context, self.topics_file)
             from franka_msgs.action import Grasp, Move
             from rclpy.action import ActionClient
 

@@ -48,7 +48,7 @@ class TeleopGraph:
         from rclpy.executors import MultiThreadedExecutor
         from rclpy.parameter import Parameter
 
-        from lpds_ros.nodes.graph import _coerce, _param_classes
+        from lpds_ros.nodes.graph import _coerce, make_node
         from lpds_ros.nodes.teleop_node import TeleopNode, TeleopParams
 
         self.context = rclpy.Context()
@@ -56,20 +56,8 @@ class TeleopGraph:
         try:
             sim_time = self.sim_params is not None
             if sim_time:
-                from lpds_ros.nodes.perception_node import PerceptionNode
-                from lpds_ros.nodes.safety_filter_node import SafetyFilterNode
-                from lpds_ros.nodes.sim_node import SimNode
-
-                makers = {"sim_node": SimNode, "perception_node": PerceptionNode, "safety_filter_node": SafetyFilterNode}
-                classes = _param_classes()
                 for name in SIM_NODES:
-                    values = _coerce(classes[name], self.sim_params.get(name, {}))
-                    if self.topics_file:
-                        values["topics_file"] = str(self.topics_file)
-                    overrides = [Parameter(k, value=v) for k, v in values.items()]
-                    if name != "sim_node":
-                        overrides.append(Parameter("use_sim_time", value=True))
-                    self.nodes[name] = makers[name](context=self.context, parameter_overrides=overrides)
+                    self.nodes[name] = make_node(name, self.sim_params, self.context, self.topics_file)
             overrides = [Parameter(k, value=v) for k, v in _coerce(TeleopParams, self.teleop_params).items()]
             if sim_time:
                 overrides.append(Parameter("use_sim_time", value=True))
