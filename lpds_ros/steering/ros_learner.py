@@ -227,11 +227,7 @@ class RosTrainer(Trainer):
                 self._spin.start()
                 context, executor, topics = self._context, self._executor, load_topics(None)
             else:
-                if mode == "inline":
-                    # The graph's executor threads share this process's GIL with the learner's torch ops, each
-                    # of which re-takes the GIL after its kernel: at the default 5 ms switch interval the
-                    # updates ran ~10x slower.  A shorter interval keeps both moving.
-                    sys.setswitchinterval(5e-4)
+                # inline: SimGraph shortens the GIL switch interval so the learner's torch ops keep moving
                 self.graph = SimGraph(params, processes=mode == "processes", params_file=params_file)
                 self.graph.start()
                 context, executor, topics = self.graph.context, self.graph.executor, self.graph.topics
