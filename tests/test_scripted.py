@@ -21,7 +21,8 @@ def _rollout(env, demo, seed):
 
 
 def test_every_task_has_a_demonstrator():
-    assert set(DEMONSTRATORS) == set(FRANKA_TASKS)  # gym/Adroit tasks use `lpds expert` instead
+    # the other gym/Adroit tasks use `lpds expert` (SAC) instead
+    assert set(DEMONSTRATORS) == set(FRANKA_TASKS) | {"adroit-relocate"}
 
 
 @pytest.mark.parametrize("task", FRANKA_TASKS)
@@ -72,3 +73,16 @@ def test_demonstrator_reads_only_its_layout_and_rejects_bad_input():
     a_ref = make_demonstrator("franka-lift").act(obs)
     a_perm = make_demonstrator("franka-lift", obs_layout=perm_layout).act(obs[order])
     np.testing.assert_array_equal(a_ref, a_perm)
+
+
+def test_relocate_demonstrator_carries_the_ball_to_the_target_and_holds_it():
+    env = make_env("adroit-relocate")
+    demo = make_demonstrator("adroit-relocate", noise=0.0, seed=0)
+    outcomes = [_rollout(env, demo, seed) for seed in range(4)]
+    assert sum(success for success, _, _ in outcomes) >= 3  # 84/100 measured (docs/gym_adroit.md)
+    for _, _, actions in outcomes:
+        assert actions.shape == (200, 30) and actions.dtype == np.float32 and np.all(np.abs(actions) <= 1.0)
+    with pytest.raises(LpdsError, match=r"shape \(39,\)"):
+        demo.act(np.zeros(38))
+    with pytest.raises(LpdsError, match="noise must be >= 0"):
+        make_demonstrator("adroit-relocate", noise=-0.1)

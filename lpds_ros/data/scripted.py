@@ -1,4 +1,5 @@
-"""Scripted demonstrators for the Franka tasks: waypoints read from the observation only.
+"""Scripted demonstrators for the Franka tasks (waypoints read from the observation only) and the registry
+of every task's demonstrator (``DEMONSTRATORS``; Adroit relocate's lives in ``adroit_scripted``).
 
 ``make_demonstrator(task, noise, seed)`` returns an object with ``reset()`` (call at every episode start)
 and ``act(obs) -> action`` (float32, in the task's ``Box(-1, 1, (4,))``).  Each demonstrator is a small
@@ -32,6 +33,7 @@ import time
 
 import numpy as np
 
+from lpds_ros.data.adroit_scripted import RelocateDemonstrator
 from lpds_ros.errors import LpdsError
 
 GAIN = 0.3  #: fraction of the position error commanded per control step
@@ -249,6 +251,7 @@ DEMONSTRATORS: dict[str, type[Demonstrator]] = {
     "franka-lift": LiftDemonstrator,
     "franka-pickplace": PickPlaceDemonstrator,
     "franka-insert": InsertDemonstrator,
+    "adroit-relocate": RelocateDemonstrator,
 }
 
 
