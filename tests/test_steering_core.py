@@ -71,6 +71,26 @@ def test_no_lagrange_ablation_keeps_alpha_at_zero():
     assert metrics["dual/alpha"] == 0.0 and metrics["dual/alpha_effective"] == 0.0
 
 
+def test_actor_delay_trains_only_the_critics_until_it_ends():
+    decoder = BimodalDecoder(obs_dim=3, action_dim=2, horizon=4, exec_horizon=2)
+    agent = make_agent("lpds", decoder, LPDSConfig(delta=0.1, actor_delay=3, **SMALL), seed=0)
+    batch = _batch(agent, reward=torch.ones(32))
+    with torch.no_grad():  # a violated bound, so a dual step would raise α
+        agent.nets["delta"][-1].bias.fill_(0.2)
+    frozen = [p.clone() for p in agent.nets["delta"].parameters()]
+    q_w_before = [p.clone() for p in agent.nets["q_w"].parameters()]
+    for _ in range(3):
+        metrics = agent.update(batch)
+        assert metrics["dual/alpha"] == 0.0
+    assert all(torch.equal(a, b) for a, b in zip(frozen, agent.nets["delta"].parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(q_w_before, agent.nets["q_w"].parameters()))
+    metrics = agent.update(batch)  # the fourth update is the first actor and dual step
+    assert metrics["dual/alpha"] > 0.0
+    assert not all(torch.equal(a, b) for a, b in zip(frozen, agent.nets["delta"].parameters()))
+    with pytest.raises(ValueError, match="LPDSConfig.actor_delay"):
+        LPDSConfig(actor_delay=-1)
+
+
 def test_step_zero_steered_decode_equals_base_decode():
     decoder = BimodalDecoder(obs_dim=3, action_dim=2, horizon=4, exec_horizon=2)
     agent = make_agent("lpds", decoder, LPDSConfig(delta=0.3), seed=0)

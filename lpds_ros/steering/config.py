@@ -112,6 +112,10 @@ class LPDSConfig(AgentConfig):
     """α at step 0 (the trust region is slack at initialisation, where Δ = 0)."""
     lagrange: bool = True
     """False is the ``lpds-nolagrange`` ablation: α fixed at 0, no bound, no dual step."""
+    actor_delay: int = 0
+    """Critic warm-up: the first ``actor_delay`` updates train Q^A and Q^W only (Δ_θ stays 0, no dual step).
+    0 is DESIGN §3's schedule, whose first evaluation after warm-up dipped ~10 points on franka-lift while the
+    actor followed a still-poor critic (docs/results.md)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -124,6 +128,8 @@ class LPDSConfig(AgentConfig):
             raise _bad(self, "alpha_init", "must be >= 0")
         if not isinstance(self.lagrange, bool):
             raise _bad(self, "lagrange", "must be true or false")
+        if not isinstance(self.actor_delay, int) or isinstance(self.actor_delay, bool) or self.actor_delay < 0:
+            raise _bad(self, "actor_delay", "must be a non-negative integer")
 
 
 @dataclass

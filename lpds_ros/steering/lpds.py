@@ -6,9 +6,10 @@
 Each ``update`` is, in order: one chunk-TD step of the action critic Q^A, one distillation step of the
 noise critic Q^W onto Q^A(s, Φ(s, ε)) with prior ε, one actor step on
 E[Q^W(s, ε + Δ_θ(s)) − α'(‖Δ_θ(s)‖² − δ)], one projected dual step α ← max(0, α + η_α E[‖Δ‖² − δ]),
-and the Polyak step of Q^A's targets.  The actor's multiplier α' = max(0, α + k_p E[‖Δ‖² − δ]) adds a
-proportional term to the dual variable (PI-Lagrangian); k_p = 0 is the plain scheme of DESIGN §3, which
-oscillates around the bound (see ``LPDSConfig.dual_kp``).  ``lagrange=False`` is the ablation: α stays 0 and there is no bound.
+and the Polyak step of Q^A's targets; ``actor_delay`` > 0 skips the actor and dual steps of the first
+updates (a critic warm-up).  The actor's multiplier α' = max(0, α + k_p E[‖Δ‖² − δ]) adds a proportional
+term to the dual variable (PI-Lagrangian); k_p = 0 is the plain scheme of DESIGN §3, which oscillates
+around the bound (see ``LPDSConfig.dual_kp``).  ``lagrange=False`` is the ablation: α stays 0 and there is no bound.
 """
 from __future__ import annotations
 
@@ -100,7 +101,8 @@ class LPDSAgent(SteeringAgent):
         d_loss = distill_loss(nets["q_w"], nets["q_a"], x, prior_latent, prior_action)
         self.step("q_w", d_loss)
 
-        # 3. Actor: maximise E[Q^W(s, ε + Δ_θ(s)) − α' (‖Δ_θ(s)‖² − δ)], α' = max(0, α + k_p (E‖Δ‖² − δ)).
+        # 3. Actor: maximise E[Q^W(s, ε + Δ_θ(s)) − α' (‖Δ_θ(s)‖² − δ)], α' = max(0, α + k_p (E‖Δ‖² − δ)),
+        # 4. then projected dual ascent α ← max(0, α + η_α (E‖Δ‖² − δ)); both wait for the critic warm-up.
         delta = nets["delta"](x)
         delta_sq = delta.pow(2).sum(-1).mean()
         requires_grad_(nets["q_w"], False)
@@ -109,11 +111,10 @@ class LPDSAgent(SteeringAgent):
         violation = delta_sq.detach() - c.delta
         alpha = (self.alpha + c.dual_kp * violation).clamp_min(0.0) if c.lagrange else self.alpha
         actor_loss = -q_w + alpha * (delta_sq - c.delta)
-        self.step("delta", actor_loss)
-
-        # 4. Projected dual ascent: α ← max(0, α + η_α (E‖Δ‖² − δ)).
-        if c.lagrange:
-            self.alpha.copy_((self.alpha + c.dual_lr * violation).clamp_min(0.0))
+        if self.num_updates >= c.actor_delay:
+            self.step("delta", actor_loss)
+            if c.lagrange:
+                self.alpha.copy_((self.alpha + c.dual_lr * violation).clamp_min(0.0))
 
         polyak_(nets["q_a_target"], nets["q_a"], c.tau)
         self.num_updates += 1
