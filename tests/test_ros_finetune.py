@@ -234,7 +234,11 @@ def test_hot_swap_changes_the_policy_output_while_it_keeps_publishing(ros_env, t
     swap_stamp = status[1]["stamp"]
     stamps = np.array([s for s, _ in actions])
     # it kept publishing: one action per control period of sim time, in order, from the first step to the last
-    assert len(actions) == episode["steps"] and np.allclose(np.diff(stamps), DT, atol=1e-6), np.diff(stamps)
+    # (plus at most one for the final observation, published before the episode's end reached the node and
+    # never executed: a race seen once in a fresh-clone CI run)
+    n = episode["steps"]
+    assert len(actions) in (n, n + 1) and np.allclose(np.diff(stamps), DT, atol=1e-6), np.diff(stamps)
+    actions, stamps = actions[:n], stamps[:n]
     assert sim.lockstep_timeouts == 0  # every step got its command: no control tick was missed
     assert 20 <= np.sum(stamps <= swap_stamp + 1e-9) < len(actions)  # swapped in the middle of the episode
     # Each decision says which weights made it.  Before the swap the output is the base policy's,
