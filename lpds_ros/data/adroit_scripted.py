@@ -37,11 +37,11 @@ import numpy as np
 
 from lpds_ros.errors import LpdsError
 
-ARM = (0, 1, 2, 3)
+ARM = np.array([0, 1, 2, 3])
 """Actuated arm joints the IK moves: the three slides and the pitch joint (qpos / dof / actuator 0–3)."""
 ARM_ACTUATORS = 6
 """Actuators 0–5 drive the arm (slides and rotations); the rest drive the wrist and the fingers."""
-FLEXION = (9, 10, 11, 13, 14, 15, 17, 18, 19, 22, 23, 24)
+FLEXION = np.array([9, 10, 11, 13, 14, 15, 17, 18, 19, 22, 23, 24])
 """The J2/J1/J0 flexion actuators of the four fingers."""
 THUMB_GRASP = {25: 0.4, 26: 1.2, 28: 0.3, 29: -0.8}
 """Thumb joint targets of the grasp (rotation, abduction, proximal and distal bend) in radians."""
@@ -85,11 +85,11 @@ class RelocateDemonstrator:
         gain = self.model.actuator_gainprm[:, 0]
         self.settle = -self.model.actuator_biasprm[:, 1] / gain  # command per unit of settled joint position
         self.gain = gain
-        self.joint_low = self.model.jnt_range[list(ARM), 0].copy()
-        self.joint_high = self.model.jnt_range[list(ARM), 1].copy()
+        self.joint_low = self.model.jnt_range[ARM, 0].copy()
+        self.joint_high = self.model.jnt_range[ARM, 1].copy()
         inner.close()
         self.grasp = np.zeros(self.model.nu)
-        self.grasp[list(FLEXION)] = self.FINGER_CLOSE
+        self.grasp[FLEXION] = self.FINGER_CLOSE
         for index, value in THUMB_GRASP.items():
             self.grasp[index] = value
         self.reset()
@@ -111,18 +111,16 @@ class RelocateDemonstrator:
         mj.mj_kinematics(self.model, d)
         mj.mj_comPos(self.model, d)
 
-    def _palm(self, hand_qpos: np.ndarray) -> np.ndarray:
-        self._set_pose(hand_qpos)
-        return self.data.site_xpos[self.site].copy()
-
-    def _gravity(self, hand_qpos: np.ndarray) -> np.ndarray:
-        """Generalised gravity force on the arm dofs at the observed pose (qvel = 0)."""
+    def _palm_and_gravity(self, hand_qpos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """At the observed pose: the grasp site's position and the generalised gravity force on the arm dofs
+        (qvel = 0), from one posing of the private model."""
         mj, d = self._mj, self.data
         self._set_pose(hand_qpos)
+        palm = d.site_xpos[self.site].copy()
         mj.mj_comVel(self.model, d)
         out = np.zeros(self.model.nv)
         mj.mj_rne(self.model, d, 0, out)
-        return out[:ARM_ACTUATORS]
+        return palm, out[:ARM_ACTUATORS]
 
     def _ik(self, hand_qpos: np.ndarray, arm: np.ndarray, goal: np.ndarray, iters: int = 3) -> np.ndarray:
         """The six arm joint targets, moved from ``arm`` on the ``ARM`` joints, that put the grasp site at
@@ -133,10 +131,10 @@ class RelocateDemonstrator:
         for _ in range(iters):
             self._set_pose(hand_qpos, arm)
             mj.mj_jacSite(self.model, d, jac, None, self.site)
-            j = jac[:, list(ARM)]
+            j = jac[:, ARM]
             err = goal - d.site_xpos[self.site]
             step = j.T @ np.linalg.solve(j @ j.T + 1e-3 * np.eye(3), err)
-            arm[list(ARM)] = np.clip(arm[list(ARM)] + step, self.joint_low, self.joint_high)
+            arm[ARM] = np.clip(arm[ARM] + step, self.joint_low, self.joint_high)
         return arm
 
     # --------------------------------------------------------------------------------- policy
@@ -170,7 +168,7 @@ class RelocateDemonstrator:
         if obs.shape != (self.obs_dim,):
             raise LpdsError(f"{self.task} demonstrator: observation must have shape ({self.obs_dim},), got {obs.shape}")
         hand = obs[:30]
-        palm = self._palm(hand)
+        palm, gravity = self._palm_and_gravity(hand)
         ball, target = palm - obs[30:33], palm - obs[33:36]
         waypoint, closed = self._plan(palm, ball, target)
         arm = hand[:ARM_ACTUATORS].copy()  # from the observed pose, so the law has no hidden integrator
@@ -180,7 +178,7 @@ class RelocateDemonstrator:
         if closed:
             self.command[6:] += np.clip(self.grasp[6:] - self.command[6:], -self.FINGER_RATE, self.FINGER_RATE)
         ctrl = self.command * self.settle
-        ctrl[:ARM_ACTUATORS] += self._gravity(hand) / self.gain[:ARM_ACTUATORS]
+        ctrl[:ARM_ACTUATORS] += gravity / self.gain[:ARM_ACTUATORS]
         action = (ctrl - self.act_mean) / self.act_rng
         if self.noise > 0:
             action = action + self.rng.normal(0.0, self.noise, size=action.shape)

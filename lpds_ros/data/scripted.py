@@ -247,7 +247,7 @@ class InsertDemonstrator(Demonstrator):
         return eef + np.append(xy_err, dz), CLOSE
 
 
-DEMONSTRATORS: dict[str, type[Demonstrator]] = {
+DEMONSTRATORS: dict[str, type[Demonstrator | RelocateDemonstrator]] = {
     "franka-lift": LiftDemonstrator,
     "franka-pickplace": PickPlaceDemonstrator,
     "franka-insert": InsertDemonstrator,
@@ -256,7 +256,7 @@ DEMONSTRATORS: dict[str, type[Demonstrator]] = {
 
 
 def make_demonstrator(task: str, noise: float = 0.0, seed: int | None = None,
-                      obs_layout: dict[str, int] | None = None) -> Demonstrator:
+                      obs_layout: dict[str, int] | None = None) -> Demonstrator | RelocateDemonstrator:
     """The scripted demonstrator of ``task``; ``obs_layout`` defaults to the task's own layout."""
     if task not in DEMONSTRATORS:
         raise LpdsError(f"no scripted demonstrator for task {task!r}; available: {', '.join(DEMONSTRATORS)}")
