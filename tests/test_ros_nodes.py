@@ -346,6 +346,17 @@ def test_policy_node_plans_ahead_and_publishes_one_target_per_observation(ros, t
     time.sleep(0.2)  # the event travels ahead of the first observation (sim_node waits episode_settle_s)
     step(3.0)
     assert len(node.inference_s) == 4 and node.executor_core.chunks == 1
+    # the episode ends; the next one's first observation overtakes its start event (two topics, no order):
+    # it is kept, and acted on once the start event says it belongs to an episode
+    episode_pub.publish(String(data=json.dumps({"event": "end", "seed": 5, "episode": 1, "stamp": 3.05})))
+    ros.wait_for(lambda: node._episode_end == pytest.approx(3.05), 10, "the end event")
+    n = len(actions)
+    obs_pub.publish(convert.vector_msg(labels, rng.normal(0, 0.1, len(labels)), 3.1))
+    time.sleep(0.2)
+    assert len(actions) == n  # stamped after the end: no action yet
+    episode_pub.publish(String(data=json.dumps({"event": "start", "seed": 6, "episode": 2, "stamp": 3.1})))
+    ros.wait_for(lambda: len(actions) > n, 10, "the action for the early observation")
+    assert convert.to_sec(actions[-1].header.stamp) == pytest.approx(3.1) and node.executor_core.chunks == 1
     _types(ros, {"/lpds/action_raw": "sensor_msgs/msg/JointState"})
 
 
@@ -406,6 +417,7 @@ class FakeArm:
 @pytest.mark.timeout(60)
 def test_safety_node_clamps_holds_in_reflex_and_sends_gripper_goals_on_change(ros):
     from lpds_ros.nodes.safety_filter_node import SafetyFilterNode
+    from lpds_ros.safety import Reason
 
     node = ros.add(SafetyFilterNode(context=ros.context, parameter_overrides=_params(
         robot="none", use_sim_time=True, gripper_retry_cycles=2)))
@@ -414,6 +426,18 @@ def test_safety_node_clamps_holds_in_reflex_and_sends_gripper_goals_on_change(ro
                  and node.grasp_client.server_is_ready() and node.recovery_client.server_is_ready(), 10, "safety node")
     cfg = node.config
     measured = np.array([0.45, 0.0, 0.2])
+
+    # a request that comes before any measured state is held, then filtered as soon as the state arrives:
+    # sim time stands still meanwhile (a lockstep sim waits for this command), so the cycle timer cannot
+    clock = Clock()
+    clock.clock = convert.to_stamp(9.9)
+    arm.clock.publish(clock)
+    arm.request.publish(convert.action_raw_msg(measured, [1.0, 0, 0, 0], 0.0, [0, 0, 0, 0], 9.9))
+    ros.wait_for(lambda: (9.9, Reason.NO_STATE) in [(round(s, 6), r) for s, r in node.decisions], 10, "the held request")
+    assert not arm.targets
+    arm.pose.publish(convert.numpy_to_pose(measured, [1.0, 0, 0, 0], 9.9, "fr3_link0"))
+    served = ros.wait_for(lambda: arm.targets and arm.targets[-1], 10, "the held request, served on the state")
+    assert convert.pose_to_numpy(served)[2] == pytest.approx(9.9)
 
     # a target far from the measured pose is clamped (reference limiting + step limit), stamped with its request
     far = arm.tick(10.0, ([0.70, 0.30, 0.50], 0.0))

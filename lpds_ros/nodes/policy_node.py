@@ -129,6 +129,9 @@ class PolicyNode(Node):
         self._episode_end = np.inf
         self._active_start: float | None = None
         self._last_stamp = -np.inf
+        # an observation stamped after the episode's end, kept in case it is the next episode's first state
+        # arriving before that episode's start event (two topics: DDS does not order them)
+        self._early: JointState | None = None
         #: timing probes (wall seconds): observation callback -> action_raw publish, and chunk inference
         self.cycle_s: deque[float] = deque(maxlen=100_000)
         self.inference_s: deque[float] = deque(maxlen=100_000)
@@ -224,6 +227,9 @@ class PolicyNode(Node):
                 self._episode_end = np.inf
             elif event.get("event") == "end":
                 self._episode_end = float(event.get("stamp", np.inf))
+            early, self._early = self._early, None
+        if early is not None and event.get("event") == "start":
+            self._on_observation(early)  # dropped again below if it predates this episode
 
     def _begin_episode(self) -> None:
         """First observation of an announced episode: forget chunks, targets; fresh noise stream."""
@@ -255,8 +261,11 @@ class PolicyNode(Node):
                 if stamp < self._episode_start - 1e-9:
                     return  # from the previous episode
                 self._begin_episode()
-            if stamp <= self._last_stamp or stamp >= self._episode_end:
-                return  # old, repeated, or after the episode ended
+            if stamp >= self._episode_end:
+                self._early = msg
+                return  # after the episode ended (or the next one's, before its start event)
+            if stamp <= self._last_stamp:
+                return  # old or repeated
             self._last_stamp = stamp
             offset = self.executor_core.plan_request()
             if offset is not None:

@@ -109,7 +109,9 @@ class SafetyFilterNode(Node):
         self.needs_joints = self.config.robot != "none"
         self._lock = threading.RLock()
         self._request: TargetRequest | None = None
-        self._request_new = False
+        # a request held only for want of a fresh measured state is filtered again when that state arrives:
+        # in the lockstep sim, sim time (and so the cycle timer) stands still until the command goes out
+        self._awaiting_state = False
         self._pose = None  # (position, orientation, stamp)
         self._joints = None  # (positions, stamp)
         self._mode = None  # (robot_mode, stamp)
@@ -167,16 +169,19 @@ class SafetyFilterNode(Node):
             position = np.full(3, np.nan)  # INVALID_STATE: never compare poses across frames
         with self._lock:
             self._pose = (position, orientation, stamp)
+            self._retry_held_request()
 
     def _on_joints(self, msg: JointState) -> None:
         got = convert.joint_state_to_numpy(msg, self.joint_names)
         if got is not None:
             with self._lock:
                 self._joints = (got[0], got[2])
+                self._retry_held_request()
 
     def _on_robot_state(self, msg: FrankaRobotState) -> None:
         with self._lock:
             self._mode = (int(msg.robot_mode), convert.to_sec(msg.header.stamp))
+            self._retry_held_request()
 
     def _on_estop(self, msg: Bool) -> None:
         if msg.data:
@@ -236,6 +241,7 @@ class SafetyFilterNode(Node):
             if decision.reason != Reason.OK:
                 self.get_logger().warning(line)
             self._last_reason = decision.reason
+        self._awaiting_state = request is not None and decision.reason in (Reason.NO_STATE, Reason.STALE_STATE)
         if decision.command is None:
             return
         cmd = decision.command
@@ -249,6 +255,11 @@ class SafetyFilterNode(Node):
                 self._deferred_timer.start()
         else:
             self._publish_target(msg)
+
+    def _retry_held_request(self) -> None:
+        """(lock held) A state input arrived: filter a request that was held for want of it."""
+        if self._awaiting_state:
+            self._cycle()
 
     def _publish_target(self, msg: PoseStamped) -> None:
         self.pub_target.publish(msg)
