@@ -160,6 +160,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--policy-root", dest="policy_root", default="models", help="base policies live at <root>/<task>-<backbone>")
     p.add_argument("--force", action="store_true", help="re-run cells that are already cached")
     p.add_argument("--ray-address", dest="ray_address", help="send runs to an existing Ray cluster (optional `ray` extra)")
+    p.add_argument("--agent-config", dest="agent_config",
+                   help="YAML of method config fields, one section per method (e.g. 'lpds: {actor_delay: 2000}')")
     _add_run_options(p)
     p.set_defaults(handler="lpds_ros.steering.bench:main")
 

@@ -36,17 +36,21 @@ def config_from_dict(cls: type[T], data: dict[str, Any], source: str = "config")
         raise ConfigError(f"{source}: {exc}") from None
 
 
-def load_config(path: str | Path, cls: type[T]) -> T:
-    """Read a YAML or JSON file into the dataclass ``cls``."""
+def read_config_file(path: str | Path) -> Any:
+    """The parsed content of a YAML or JSON file (None when empty)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
         text = path.read_text()
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'} ({exc.__class__.__name__})") from None
-    return config_from_dict(cls, data or {}, source=str(path))
+
+
+def load_config(path: str | Path, cls: type[T]) -> T:
+    """Read a YAML or JSON file into the dataclass ``cls``."""
+    return config_from_dict(cls, read_config_file(path) or {}, source=str(path))
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

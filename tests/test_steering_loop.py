@@ -9,6 +9,7 @@ import torch
 
 from lpds_ros import envs as envs_pkg
 from lpds_ros import policies as policies_pkg
+from lpds_ros.config import ConfigError
 from lpds_ros.errors import LpdsError
 from lpds_ros.steering import bench, loop
 from lpds_ros.steering.config import DSRLConfig, FinetuneConfig, LPDSConfig
@@ -114,6 +115,23 @@ def test_bench_caches_runs_and_writes_the_result_schema(tmp_path, toy_tasks, mon
     cached = tmp_path / "results" / "runs" / "toy-reach" / "diffusion" / "lpds" / "seed1.json"
     stamp = cached.stat().st_mtime_ns
     assert bench.main(args) == 0 and cached.stat().st_mtime_ns == stamp  # cached: not re-run
+
+    # --agent-config: method fields for the bench; a run cached without them does not count for it
+    config = tmp_path / "agent.yaml"
+    config.write_text("lpds:\n  actor_delay: 3\n")
+    args.agent_config, args.methods = str(config), "lpds"
+    assert not bench.is_done(bench.plan(args)[0], None)
+    args.results, args.seeds = str(tmp_path / "results-delay"), 1
+    assert bench.main(args) == 0
+    run = json.loads((tmp_path / "results-delay" / "runs" / "toy-reach" / "diffusion" / "lpds" / "seed0.json").read_text())
+    assert run["agent_config"]["actor_delay"] == 3 and run["agent_overrides"] == {"actor_delay": 3}
+    assert json.loads((tmp_path / "results-delay" / "toy-reach-diffusion.json").read_text())["agent_overrides"] == {"lpds": {"actor_delay": 3}}
+    assert all(bench.is_done(spec, None) for spec in bench.plan(args))
+    for text, message in [("dsrl:\n  bound: 2.0\n", "name no method"), ("lpds:\n  actor_dealy: 3\n", "unknown key"),
+                          ("lpds:\n  actor_delay: -1\n", "actor_delay"), ("- 1\n", "one section per method")]:
+        config.write_text(text)
+        with pytest.raises(ConfigError, match=message):
+            bench.plan(args)
 
 
 def test_finetune_cli_smoke_on_franka_lift(tmp_path):

@@ -6,6 +6,9 @@ its log, TensorBoard events and checkpoint, so a killed bench resumes its runs).
 already done with the same budget and decoder, runs the missing ones in parallel (``ProcessPoolExecutor``
 with one torch thread per worker, or an existing Ray cluster with ``--ray-address``), then aggregates
 ``<results>/<task>-<backbone>.json``, a learning-curve PNG and a markdown table per (task, backbone).
+
+``--agent-config FILE`` sets method config fields for the whole bench, one section per method, e.g.
+``{lpds: {actor_delay: 2000}}``; a cached run counts only if it ran with those values.
 """
 from __future__ import annotations
 
@@ -40,6 +43,8 @@ class RunSpec:
     results: str
     options: tuple[tuple[str, Any], ...] = ()
     """Extra ``FinetuneConfig`` fields shared by every run of the bench (num_envs, utd, ...)."""
+    agent: tuple[tuple[str, Any], ...] = ()
+    """This method's config fields from ``--agent-config`` (LPDSConfig, DSRLConfig, ...); empty: defaults."""
 
     @property
     def result_path(self) -> Path:
@@ -76,22 +81,27 @@ def is_done(spec: RunSpec, sha256: str | None) -> bool:
                 return False
         elif key != "device" and ran.get(key) != value:
             return False
-    return True
+    # so is one run with other method config fields (runs from before --agent-config recorded none)
+    return result.get("agent_overrides", {}) == dict(spec.agent)
 
 
 def run_one(spec: RunSpec) -> str:
     """Run (or resume) one cell and cache its result; returns the result path.  Runs in a worker process."""
     import torch
 
+    from lpds_ros.config import config_from_dict
     from lpds_ros.steering.config import FinetuneConfig
     from lpds_ros.steering.loop import train
+    from lpds_ros.steering.registry import get_method
 
     torch.set_num_threads(1)
     config = FinetuneConfig(task=spec.task, policy=spec.policy, method=spec.method, seed=spec.seed,
                             env_steps=spec.env_steps, out=str(spec.run_dir), progress=False, torch_threads=1,
                             **dict(spec.options))
-    result = train(config, resume=True)
+    agent_config = config_from_dict(get_method(spec.method).config_class, dict(spec.agent)) if spec.agent else None
+    result = train(config, agent_config, resume=True)
     result["backbone"] = spec.backbone
+    result["agent_overrides"] = dict(spec.agent)
     atomic_write_text(spec.result_path, json.dumps(result, indent=2) + "\n")
     return str(spec.result_path)
 
@@ -212,6 +222,7 @@ def aggregate(task: str, backbone: str, methods: list[str], results_dir: str | P
         "decoder_sha256": any_run.get("decoder_sha256"),
         "measured_on": sorted({r.get("machine") or "unrecorded" for runs in per_method.values() for r in runs}),
         "methods": {m: aggregate_method(runs) for m, runs in per_method.items()},
+        "agent_overrides": {m: runs[0]["agent_overrides"] for m, runs in per_method.items() if runs[0].get("agent_overrides")},
     }
 
 
@@ -309,12 +320,29 @@ def _split(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def load_agent_overrides(path: str | Path, methods: list[str]) -> dict[str, dict[str, Any]]:
+    """``--agent-config``: a mapping {method: {field: value}}, each section checked against its method's config."""
+    from lpds_ros.config import ConfigError, config_from_dict, read_config_file
+    from lpds_ros.steering.registry import get_method
+
+    data = read_config_file(path) or {}
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ConfigError(f"{path}: expected one section per method, e.g. 'lpds: {{actor_delay: 2000}}'")
+    unused = sorted(set(data) - set(methods))
+    if unused:
+        raise ConfigError(f"{path}: section(s) {unused} name no method of this bench ({', '.join(methods)})")
+    for method, fields in data.items():
+        config_from_dict(get_method(method).config_class, fields, source=f"{path} [{method}]")  # rejects bad keys/values
+    return data
+
+
 def plan(args: argparse.Namespace) -> list[RunSpec]:
     from lpds_ros.steering.registry import get_method
 
     tasks, backbones, methods = _split(args.tasks), _split(args.backbones), _split(args.methods)
     for m in methods:
         get_method(m)
+    overrides = load_agent_overrides(args.agent_config, methods) if getattr(args, "agent_config", None) else {}
     seeds = list(range(args.seed_offset, args.seed_offset + args.seeds))
     options = {k: getattr(args, k) for k in ("num_envs", "utd", "delta", "learning_starts", "eval_every",
                                               "eval_episodes", "checkpoint_every", "entropy_states", "entropy_latents", "device")
@@ -328,7 +356,7 @@ def plan(args: argparse.Namespace) -> list[RunSpec]:
             for method in methods:
                 for seed in seeds:
                     specs.append(RunSpec(task, backbone, method, seed, policy, args.steps, args.results,
-                                         tuple(sorted(options.items()))))
+                                         tuple(sorted(options.items())), tuple(sorted(overrides.get(method, {}).items()))))
     return specs
 
 
