@@ -478,13 +478,54 @@ def test_safety_node_clamps_holds_in_reflex_and_sends_gripper_goals_on_change(ro
     moved = arm.tick(10.50, ([0.50, 0.0, 0.2], 1.0))
     assert convert.pose_to_numpy(moved)[0][0] > held[0] + 0.01  # following again
 
+    # sim episodes: a step's inputs may overtake each other (one topic each) and must still be paired right
+    episode = ros.probe.create_publisher(String, "/lpds/episode", 10)
+    ros.wait_for(lambda: episode.get_subscription_count(), 10, "the episode subscription")
+
+    def event(kind: str, t: float) -> None:
+        episode.publish(String(data=json.dumps({"event": kind, "seed": 0, "stamp": t})))
+        time.sleep(0.1)
+
+    def state(t: float, position) -> None:
+        clock = Clock()
+        clock.clock = convert.to_stamp(t)
+        arm.clock.publish(clock)
+        arm.pose.publish(convert.numpy_to_pose(position, [1.0, 0, 0, 0], t, "fr3_link0"))
+        robot = FrankaRobotState(robot_mode=FrankaRobotState.ROBOT_MODE_MOVE)
+        robot.header.stamp = convert.to_stamp(t)
+        arm.state.publish(robot)
+
+    def served(t: float) -> list:
+        return [m for m in arm.targets if convert.pose_to_numpy(m)[2] == pytest.approx(t)]
+
+    def request(t: float, position) -> None:
+        arm.request.publish(convert.action_raw_msg(position, [1.0, 0, 0, 0], 1.0, [0, 0, 0, 0], t))
+        time.sleep(0.2)
+
+    # the next episode's first request before its start event: held, then filtered from the new episode's pose
+    event("end", 10.50)
+    state(10.55, [0.40, 0.05, 0.25])  # the arm, reset by the sim
+    request(10.55, [0.40, 0.05, 0.25])
+    assert not served(10.55)
+    event("start", 10.55)
+    ros.wait_for(lambda: served(10.55), 10, "the early request, served on the start event")
+    np.testing.assert_allclose(convert.pose_to_numpy(served(10.55)[0])[0], [0.40, 0.05, 0.25], atol=1e-9)
+    # the next episode's first request before its pose: the last episode's pose does not count
+    event("end", 10.55)
+    event("start", 10.60)
+    request(10.60, [0.45, 0.0, 0.2])
+    assert not served(10.60) and (10.6, Reason.NO_STATE) in [(round(s, 6), r) for s, r in node.decisions]
+    state(10.60, [0.45, 0.0, 0.2])
+    ros.wait_for(lambda: served(10.60), 10, "the request, served on the new episode's pose")
+    np.testing.assert_allclose(convert.pose_to_numpy(served(10.60)[0])[0], [0.45, 0.0, 0.2], atol=1e-9)
+
     # the e-stop latches
     estop = ros.probe.create_publisher(Bool, "/lpds/estop", 10)
     ros.wait_for(lambda: estop.get_subscription_count(), 10, "the estop subscription")
     estop.publish(Bool(data=True))
     ros.wait_for(lambda: node.filter.estopped, 10, "the e-stop")
-    latched = arm.tick(10.55, ([0.60, 0.0, 0.2], 1.0))
-    np.testing.assert_allclose(convert.pose_to_numpy(latched)[0], convert.pose_to_numpy(moved)[0], atol=1e-12)
+    latched = arm.tick(10.65, ([0.60, 0.0, 0.2], 1.0))
+    np.testing.assert_allclose(convert.pose_to_numpy(latched)[0], [0.45, 0.0, 0.2], atol=1e-12)  # the last command
     _types(ros, {"/target_pose": "geometry_msgs/msg/PoseStamped", "/lpds/safety_status": "std_msgs/msg/String"})
 
 

@@ -127,8 +127,17 @@ def test_bench_caches_runs_and_writes_the_result_schema(tmp_path, toy_tasks, mon
     assert run["agent_config"]["actor_delay"] == 3 and run["agent_overrides"] == {"actor_delay": 3}
     assert json.loads((tmp_path / "results-delay" / "toy-reach-diffusion.json").read_text())["agent_overrides"] == {"lpds": {"actor_delay": 3}}
     assert all(bench.is_done(spec, None) for spec in bench.plan(args))
+    # other values into the same folder: refused before anything runs; --force discards and re-runs
+    config.write_text("lpds:\n  actor_delay: 5\n")
+    with pytest.raises(LpdsError, match="ran with other settings.*actor_delay"):
+        bench.main(args)
+    args.force = True
+    assert bench.main(args) == 0
+    run = json.loads((tmp_path / "results-delay" / "runs" / "toy-reach" / "diffusion" / "lpds" / "seed0.json").read_text())
+    assert run["agent_config"]["actor_delay"] == 5
     for text, message in [("dsrl:\n  bound: 2.0\n", "name no method"), ("lpds:\n  actor_dealy: 3\n", "unknown key"),
-                          ("lpds:\n  actor_delay: -1\n", "actor_delay"), ("- 1\n", "one section per method")]:
+                          ("lpds:\n  actor_delay: -1\n", "actor_delay"), ("- 1\n", "one section per method"),
+                          ("lpds:\n  delta: 1.0\n", "--delta"), ("lpds:\n  lagrange: false\n", "fixed by the method")]:
         config.write_text(text)
         with pytest.raises(ConfigError, match=message):
             bench.plan(args)

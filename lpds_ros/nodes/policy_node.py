@@ -227,9 +227,12 @@ class PolicyNode(Node):
                 self._episode_end = np.inf
             elif event.get("event") == "end":
                 self._episode_end = float(event.get("stamp", np.inf))
-            early, self._early = self._early, None
-        if early is not None and event.get("event") == "start":
-            self._on_observation(early)  # dropped again below if it predates this episode
+            early = None
+            if event.get("event") == "start":
+                early, self._early = self._early, None
+        if early is not None:
+            # dropped again if it predates this episode; its second pass through the recorder changes nothing
+            self._on_observation(early)
 
     def _begin_episode(self) -> None:
         """First observation of an announced episode: forget chunks, targets; fresh noise stream."""

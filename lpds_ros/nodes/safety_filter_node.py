@@ -13,6 +13,12 @@ Cycles.  The filter (``SafetyFilter.step``) runs when a request arrives, and on 
 ages and the filter holds) while a running one is filtered exactly once per step, with no extra latency.
 The published target_pose carries the stamp of the request it was decided on (its observation's stamp).
 
+Sim episodes.  DDS orders messages within a topic only, so in the lockstep sim a step's inputs can overtake
+each other.  A pose or joint state stamped before the episode's start is the previous episode's and counts
+as missing; a request stamped after the previous episode's end waits for its start event; and, on sim time
+only, a request held for want of state (NO_STATE / STALE_STATE) is filtered again when a state input
+arrives -- sim time, and so the watchdog timer, stands still while the sim waits for this command.
+
 Gripper.  The filtered gripper command goes through ``GripperGate`` (hysteresis): a goal is sent only when
 the command changes: Grasp to close, Move(open_width) to open.  A rejected goal, an unreachable server
 and an aborted or failed result call ``goal_failed()`` so the gate retries after ``gripper_retry_cycles``
@@ -109,9 +115,10 @@ class SafetyFilterNode(Node):
         self.needs_joints = self.config.robot != "none"
         self._lock = threading.RLock()
         self._request: TargetRequest | None = None
-        # a request held only for want of a fresh measured state is filtered again when that state arrives:
-        # in the lockstep sim, sim time (and so the cycle timer) stands still until the command goes out
-        self._awaiting_state = False
+        self._episode_start = -np.inf  # stamps of the sim's episode events (see "Sim episodes" above)
+        self._episode_end = np.inf
+        self._retry_on_state = bool(self.get_parameter("use_sim_time").value)
+        self._awaiting_state = False  # the last cycle held a request for want of a measured state
         self._pose = None  # (position, orientation, stamp)
         self._joints = None  # (positions, stamp)
         self._mode = None  # (robot_mode, stamp)
@@ -199,11 +206,19 @@ class SafetyFilterNode(Node):
             event = json.loads(msg.data)
         except json.JSONDecodeError:
             return
-        if event.get("event") == "start":
-            with self._lock:
+        with self._lock:
+            if event.get("event") == "end":
+                self._episode_end = float(event.get("stamp", np.inf))
+            elif event.get("event") == "start":
                 self.filter.reset()
                 self.gate.reset()
-                self._request = None
+                self._awaiting_state = False
+                self._episode_start = float(event.get("stamp", -np.inf))
+                self._episode_end = np.inf
+                if self._request is not None and self._request.stamp >= self._episode_start - 1e-9:
+                    self._cycle()  # this episode's first request came before this event
+                else:
+                    self._request = None
 
     # ------------------------------------------------------------------ the filter cycle
     def _on_timer(self) -> None:
@@ -212,11 +227,11 @@ class SafetyFilterNode(Node):
                 self._cycle()
 
     def _state(self) -> MeasuredState | None:
-        if self._pose is None:
+        if self._pose is None or self._pose[2] < self._episode_start - 1e-9:
             return None
         position, orientation, stamp = self._pose
         joints = None
-        if self.needs_joints and self._joints is not None:
+        if self.needs_joints and self._joints is not None and self._joints[1] >= self._episode_start - 1e-9:
             joints, joint_stamp = self._joints
             stamp = min(stamp, joint_stamp)
         mode = None
@@ -230,6 +245,8 @@ class SafetyFilterNode(Node):
         now = self._now()
         self._last_cycle = now
         request = self._request
+        if request is not None and request.stamp > self._episode_end + 1e-9:
+            request = None  # the next episode's: it waits for that episode's start event
         decision = self.filter.step(now, request, self._state())
         if request is not None:
             self._decided_stamp = request.stamp
@@ -257,8 +274,8 @@ class SafetyFilterNode(Node):
             self._publish_target(msg)
 
     def _retry_held_request(self) -> None:
-        """(lock held) A state input arrived: filter a request that was held for want of it."""
-        if self._awaiting_state:
+        """(lock held) A state input arrived: on sim time, filter a request that was held for want of it."""
+        if self._awaiting_state and self._retry_on_state:
             self._cycle()
 
     def _publish_target(self, msg: PoseStamped) -> None:

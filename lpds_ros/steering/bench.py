@@ -17,6 +17,7 @@ import json
 import math
 import multiprocessing
 import os
+import shutil
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,27 +63,39 @@ def policy_sha256(policy_dir: str | Path) -> str | None:
     return sha256_file(path) if path.is_file() else None
 
 
-def is_done(spec: RunSpec, sha256: str | None) -> bool:
-    """A cached result counts when it ran the same budget on the same decoder."""
+_NOT_RUN = ("not run", "unreadable result")
+
+
+def cache_mismatch(spec: RunSpec, sha256: str | None) -> str | None:
+    """Why the cached result of ``spec`` does not count; None when it does (same budget, decoder, settings)."""
     if not spec.result_path.is_file():
-        return False
+        return _NOT_RUN[0]
     try:
         result = json.loads(spec.result_path.read_text())
     except json.JSONDecodeError:
-        return False
-    if result.get("budget") != spec.env_steps or (sha256 is not None and result.get("decoder_sha256") != sha256):
-        return False
+        return _NOT_RUN[1]
+    if result.get("budget") != spec.env_steps:
+        return f"budget {result.get('budget')}"
+    if sha256 is not None and result.get("decoder_sha256") != sha256:
+        return "another decoder"
     # A cell run with other explicit settings (utd, δ, ...) is a different experiment; the device is not,
     # and δ only matters to the methods that resolved one (LP-DS records the δ it ran under).
     ran = result.get("finetune_config", {})
     for key, value in spec.options:
         if key == "delta":
             if result.get("delta") not in (None, value):
-                return False
+                return f"delta {result.get('delta')}"
         elif key != "device" and ran.get(key) != value:
-            return False
-    # so is one run with other method config fields (runs from before --agent-config recorded none)
-    return result.get("agent_overrides", {}) == dict(spec.agent)
+            return f"{key} {ran.get(key)!r}"
+    # so is one with other method config fields (runs from before --agent-config recorded none)
+    overrides = result.get("agent_overrides", {})
+    if overrides != dict(spec.agent):
+        return f"agent config {overrides or 'defaults'}"
+    return None
+
+
+def is_done(spec: RunSpec, sha256: str | None) -> bool:
+    return cache_mismatch(spec, sha256) is None
 
 
 def run_one(spec: RunSpec) -> str:
@@ -205,6 +218,11 @@ def aggregate(task: str, backbone: str, methods: list[str], results_dir: str | P
             per_method[method] = runs
     if not per_method:
         return None
+    for method, runs in per_method.items():
+        variants = sorted({json.dumps(r.get("agent_overrides", {}), sort_keys=True) for r in runs})
+        if len(variants) > 1:
+            raise LpdsError(f"{root / method}: its runs used different --agent-config values ({', '.join(variants)}); "
+                            "keep one experiment per --results folder")
     any_run = next(iter(per_method.values()))[0]
     budgets = sorted({r["budget"] for runs in per_method.values() for r in runs})
     deltas = [r["delta"] for r in per_method.get("lpds", []) if r.get("delta") is not None]
@@ -323,7 +341,7 @@ def _split(text: str) -> list[str]:
 def load_agent_overrides(path: str | Path, methods: list[str]) -> dict[str, dict[str, Any]]:
     """``--agent-config``: a mapping {method: {field: value}}, each section checked against its method's config."""
     from lpds_ros.config import ConfigError, config_from_dict, read_config_file
-    from lpds_ros.steering.registry import get_method
+    from lpds_ros.steering.registry import get_method, method_config
 
     data = read_config_file(path) or {}
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
@@ -332,7 +350,17 @@ def load_agent_overrides(path: str | Path, methods: list[str]) -> dict[str, dict
     if unused:
         raise ConfigError(f"{path}: section(s) {unused} name no method of this bench ({', '.join(methods)})")
     for method, fields in data.items():
-        config_from_dict(get_method(method).config_class, fields, source=f"{path} [{method}]")  # rejects bad keys/values
+        where = f"{path} [{method}]"
+        if "delta" in fields:
+            raise ConfigError(f"{where}: set δ with --delta (it applies to every LP-DS run), not here")
+        fixed = sorted(set(fields) & set(get_method(method).fixed))
+        if fixed:
+            raise ConfigError(f"{where}: {fixed} fixed by the method {method!r}")
+        try:
+            json.dumps(fields)  # runs record their overrides as JSON
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: values must be numbers, strings, booleans or lists of them") from None
+        method_config(method, config_from_dict(get_method(method).config_class, fields, source=where))  # bad keys/values
     return data
 
 
@@ -364,6 +392,24 @@ def main(args: argparse.Namespace) -> int:
     specs = plan(args)
     shas = {spec.policy: policy_sha256(spec.policy) for spec in specs}
     todo = [s for s in specs if args.force or not is_done(s, shas[s.policy])]
+    if args.force:
+        cached = [s for s in todo if s.result_path.exists() or s.run_dir.exists()]
+        if cached:  # a checkpoint left in place would only resume the old run to its end
+            print(f"lpds bench: --force: discarding {len(cached)} cached run(s) to re-run them")
+        for spec in cached:
+            shutil.rmtree(spec.run_dir, ignore_errors=True)
+            spec.result_path.unlink(missing_ok=True)
+    else:
+        from lpds_ros.steering.loop import CHECKPOINT_FILE
+
+        clashes = []
+        for spec in todo:
+            reason = cache_mismatch(spec, shas[spec.policy])
+            if (spec.run_dir / CHECKPOINT_FILE).is_file() and reason not in _NOT_RUN and not reason.startswith("budget"):
+                clashes.append(f"{spec.result_path} ({reason})")
+        if clashes:
+            raise LpdsError(f"{len(clashes)} cached run(s) ran with other settings, e.g. {clashes[0]}: use another "
+                            "--results folder, or --force to discard and re-run them")
     print(f"lpds bench: {len(specs)} runs, {len(specs) - len(todo)} cached, {len(todo)} to run with {args.jobs} job(s)")
     failures = run_missing(todo, args.jobs, args.ray_address, progress=not args.no_progress)
     methods = _split(args.methods)
