@@ -158,7 +158,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--jobs", type=int, default=2, help="parallel runs (processes, one torch thread each)")
     p.add_argument("--results", default="results", help="results folder (runs/ cache, aggregates, plots)")
     p.add_argument("--policy-root", dest="policy_root", default="models", help="base policies live at <root>/<task>-<backbone>")
-    p.add_argument("--force", action="store_true", help="re-run cells that are already cached")
+    p.add_argument("--force", action="store_true", help="re-run cells that are already cached (their run folders are discarded first)")
     p.add_argument("--ray-address", dest="ray_address", help="send runs to an existing Ray cluster (optional `ray` extra)")
     p.add_argument("--agent-config", dest="agent_config",
                    help="YAML of method config fields, one section per method (e.g. 'lpds: {actor_delay: 2000}')")
