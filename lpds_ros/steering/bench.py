@@ -391,7 +391,8 @@ def plan(args: argparse.Namespace) -> list[RunSpec]:
 def main(args: argparse.Namespace) -> int:
     specs = plan(args)
     shas = {spec.policy: policy_sha256(spec.policy) for spec in specs}
-    todo = [s for s in specs if args.force or not is_done(s, shas[s.policy])]
+    mismatch = {id(s): cache_mismatch(s, shas[s.policy]) for s in specs}  # each cached result read once
+    todo = [s for s in specs if args.force or mismatch[id(s)] is not None]
     if args.force:
         cached = [s for s in todo if s.result_path.exists() or s.run_dir.exists()]
         if cached:  # a checkpoint left in place would only resume the old run to its end
@@ -404,7 +405,7 @@ def main(args: argparse.Namespace) -> int:
 
         clashes = []
         for spec in todo:
-            reason = cache_mismatch(spec, shas[spec.policy])
+            reason = mismatch[id(spec)]
             if (spec.run_dir / CHECKPOINT_FILE).is_file() and reason not in _NOT_RUN and not reason.startswith("budget"):
                 clashes.append(f"{spec.result_path} ({reason})")
         if clashes:
