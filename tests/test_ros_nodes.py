@@ -411,7 +411,9 @@ class FakeArm:
             time.sleep(0.02)
             n = len(self.targets)
             self.request.publish(convert.action_raw_msg(request[0], [1.0, 0, 0, 0], request[1], [0, 0, 0, 0], t))
-            return self.ros.wait_for(lambda: len(self.targets) > n and self.targets[-1], 10, f"target_pose at {t}")
+            # the target decided on this request (a watchdog cycle may republish an older one meanwhile)
+            return self.ros.wait_for(lambda: next((m for m in self.targets[n:] if convert.to_sec(m.header.stamp) == pytest.approx(t)), None),
+                                     10, f"target_pose at {t}")
 
 
 @pytest.mark.timeout(60)
