@@ -7,6 +7,7 @@ behind the interface the pyrealsense2 driver implements.  Every test: a timeout,
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -161,3 +162,104 @@ def test_realsense_node_without_a_camera_stops_with_one_line():
     assert out.returncode == 2, out.stderr
     assert "Traceback" not in out.stderr and len(lines) == 1, out.stderr
     assert lines[0].startswith("realsense_node: error: ") and "RealSense" in lines[0], lines[0]
+
+
+class PressedKeys:
+    """The key-source interface of ``ScriptedKeys`` / ``TerminalKeys``, pressed by the test when it chooses."""
+
+    def __init__(self):
+        self._pressed: list[str] = []
+        self._lock = threading.Lock()
+
+    def press(self, key: str) -> None:
+        with self._lock:
+            self._pressed.append(key)
+
+    def read_keys(self, step: int) -> list[str]:
+        with self._lock:
+            keys, self._pressed = self._pressed, []
+        return keys
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.timeout(60)
+def test_teleop_node_keeps_a_first_observation_that_overtakes_the_start_event(tmp_path):
+    """The start event and the first state travel on two topics, and DDS orders neither against the other: a
+    first state that arrives first must still become the demo's first step (acted on from a reset target)."""
+    from rclpy.executors import MultiThreadedExecutor
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Int64, String
+
+    from lpds_ros.data.hdf5 import load_demos
+    from lpds_ros.envs import env_class
+    from lpds_ros.nodes.teleop_node import TeleopNode
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=_DOMAIN + 3)
+    executor = MultiThreadedExecutor(num_threads=3, context=context)
+    probe = rclpy.create_node("probe", context=context)
+    actions, resets = [], []
+    probe.create_subscription(JointState, "/lpds/action_raw", actions.append, 10)
+    probe.create_subscription(Int64, "/lpds/reset", lambda m: resets.append(m.data), 10)
+    obs_pub = probe.create_publisher(JointState, "/lpds/observation", 10)
+    episode_pub = probe.create_publisher(String, "/lpds/episode", 10)
+    out = tmp_path / "teleop.hdf5"
+    keys = PressedKeys()
+    node = TeleopNode(keys=keys, context=context, parameter_overrides=[
+        rclpy.parameter.Parameter("task", value="franka-lift"), rclpy.parameter.Parameter("out", value=str(out)),
+        rclpy.parameter.Parameter("sim_episodes", value=True), rclpy.parameter.Parameter("seed", value=7)])
+    executor.add_node(probe)
+    executor.add_node(node)
+    spin = threading.Thread(target=executor.spin, daemon=True)
+    spin.start()
+    labels = convert.layout_labels(env_class("franka-lift").layout())
+    eef = labels.index("robot0_eef_pos[0]")
+    sent = {}
+
+    def wait_for(predicate, what):
+        deadline = time.monotonic() + 10
+        while not predicate():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.005)
+
+    def observe(t: float) -> None:
+        values = np.random.default_rng(int(t * 100)).normal(0, 0.1, len(labels))
+        values[eef:eef + 3] = [0.45, 0.0, 0.2]
+        sent[t] = values.astype(np.float32)
+        obs_pub.publish(convert.vector_msg(labels, values, t))
+
+    def event(kind: str, t: float, **more) -> None:
+        episode_pub.publish(String(data=json.dumps({"event": kind, "stamp": t, **more})))
+
+    try:
+        wait_for(lambda: obs_pub.get_subscription_count() and episode_pub.get_subscription_count(), "teleop_node")
+        for first, second, end, seed in ((1.0, 1.05, 1.1, 7), (1.15, 1.2, 1.25, 8)):
+            keys.press("b")  # begin: the node resets the sim
+            wait_for(lambda: resets and resets[-1] == seed, f"the reset for seed {seed}")
+            n = len(actions)
+            observe(first)  # the new episode's first state, ahead of its start event
+            time.sleep(0.2)
+            assert len(actions) == n, "acted on a state before its episode started"
+            event("start", first, seed=seed)
+            wait_for(lambda: len(actions) > n, "the action for the early state")
+            assert convert.to_sec(actions[-1].header.stamp) == pytest.approx(first)
+            keys.press("a")  # +y from the second step on
+            observe(second)
+            wait_for(lambda: len(actions) > n + 1, "the second action")
+            event("end", end, success=seed == 7)
+            wait_for(lambda: node.recorder.state == node.recorder.IDLE, "the save")
+    finally:
+        executor.shutdown(timeout_sec=2.0)
+        spin.join(timeout=5.0)
+        node.close()
+        node.destroy_node()
+        probe.destroy_node()
+        rclpy.shutdown(context=context)
+    demos = load_demos(out)
+    assert [len(e) for e in demos.episodes] == [2, 2], node.messages
+    assert [e.success for e in demos.episodes] == [True, False]
+    np.testing.assert_allclose(demos.episodes[0].obs, [sent[1.0], sent[1.05]], atol=1e-6)
+    np.testing.assert_allclose(demos.episodes[1].obs, [sent[1.15], sent[1.2]], atol=1e-6)
+    assert demos.episodes[0].actions[0, 1] == 0 and demos.episodes[0].actions[1, 1] > 0  # a, pressed after step 1

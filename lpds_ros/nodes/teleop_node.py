@@ -22,6 +22,8 @@ computed, whichever poll sees it first, so a scripted run is deterministic under
 Episodes: ``b`` begins one (``sim_episodes``: resets the sim with seed ``seed + n`` and records from the
 sim's start event), ``y`` / ``n`` save it as a success / failure, ``x`` discards it, and the sim's end
 event saves it with the sim's success flag.  ``q`` quits (an unfinished episode is discarded).
+Observations that arrive after ``b`` or after the sim's end event wait for the next start event (the
+first state can overtake it), so each saved demo starts at its episode's first state.
 """
 from __future__ import annotations
 
@@ -125,7 +127,11 @@ class TeleopNode(Node):
         self._checked_labels = False
         self._last_stamp = -np.inf
         self._episode_start: float | None = None
+        self._episode_end = np.inf
         self._active_start: float | None = None
+        # a new episode's first observation can overtake its start event (one topic each, no order across):
+        # kept here and acted on when the event arrives, so the demo keeps its first step
+        self._early: JointState | None = None
 
         self.pub_action = self.create_publisher(JointState, t.action_raw, 10)
         self.pub_estop = self.create_publisher(Bool, t.estop, 10)
@@ -209,15 +215,21 @@ class TeleopNode(Node):
             event = json.loads(msg.data)
         except json.JSONDecodeError:
             return
+        early = None
         with self._lock:
             if event.get("event") == "start":
                 self._episode_start = float(event.get("stamp", 0.0))
+                self._episode_end = np.inf
                 self._say(self.recorder.episode_started(self._episode_start))
+                early, self._early = self._early, None
             elif event.get("event") == "end":
+                self._episode_end = float(event.get("stamp", np.inf))
                 try:
                     self._say(self.recorder.episode_ended(bool(event.get("success", False))))
                 except Exception as exc:
                     self._say(f"error: {type(exc).__name__}: {exc}")
+        if early is not None:
+            self._on_observation(early)  # dropped there if it predates this episode
 
     def _on_observation(self, msg: JointState) -> None:
         labels, values, stamp = convert.vector_from_msg(msg)
@@ -229,6 +241,11 @@ class TeleopNode(Node):
             self._checked_labels = True
         obs = values.astype(np.float32)
         with self._lock:
+            if stamp >= self._episode_end - 1e-9 or self.recorder.state == self.recorder.WAITING:
+                # after the end, or after b asked for a reset: the next episode's state, ahead of its start event
+                # (the lockstep sim waits for its command; the reset breaks that wait if this is an old state)
+                self._early = msg
+                return
             if self._episode_start is not None and self._episode_start != self._active_start:
                 if stamp < self._episode_start - 1e-9:
                     return  # from the previous episode
