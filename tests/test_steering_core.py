@@ -27,11 +27,16 @@ def _batch(agent, n=32, seed=0, reward=None, done=None, discount=None):
 
 
 def test_registry_lists_every_method_and_rejects_unknown_names():
-    assert set(METHODS) == {"base", "lpds", "lpds-nolagrange", "dsrl", "dsrl-sac", "residual"}
+    assert set(METHODS) == {"base", "lpds", "lpds-nolagrange", "lpds-gauss", "dsrl", "dsrl-sac", "residual"}
     with pytest.raises(LpdsError, match="valid methods: base, lpds"):
         make_agent("lpds-typo", BimodalDecoder())
     assert make_agent("lpds", BimodalDecoder(), task="franka-lift").config.delta == 3.0
     assert make_agent("lpds-nolagrange", BimodalDecoder(), LPDSConfig(delta=0.2)).config.lagrange is False
+    assert make_agent("lpds-gauss", BimodalDecoder(), LPDSConfig(delta=0.2)).config.learn_scale is True
+    with pytest.raises(LpdsError, match="learn_scale"):  # the variant is its own method, not an lpds setting
+        make_agent("lpds", BimodalDecoder(), LPDSConfig(delta=0.2, learn_scale=True))
+    with pytest.raises(ValueError, match="learn_scale"):
+        LPDSConfig(learn_scale=True, lagrange=False)
 
 
 def test_configs_reject_bad_values_naming_the_field():
@@ -91,9 +96,10 @@ def test_actor_delay_trains_only_the_critics_until_it_ends():
         LPDSConfig(actor_delay=-1)
 
 
-def test_step_zero_steered_decode_equals_base_decode():
+@pytest.mark.parametrize("method", ["lpds", "lpds-gauss"])
+def test_step_zero_steered_decode_equals_base_decode(method):
     decoder = BimodalDecoder(obs_dim=3, action_dim=2, horizon=4, exec_horizon=2)
-    agent = make_agent("lpds", decoder, LPDSConfig(delta=0.3), seed=0)
+    agent = make_agent(method, decoder, LPDSConfig(delta=0.3), seed=0)
     obs, eps = torch.randn(16, 3), torch.randn(16, 4, 2)
     assert torch.equal(agent.policy_chunk(obs, eps), decoder.decode(obs, eps))
     g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
@@ -158,8 +164,8 @@ def test_loop_chunk_rewards_discounts_and_done_flags():
     np.testing.assert_allclose(envs.obs, [[0.0], [0.0]])  # both reset for the next decision
 
 
-def _train_one_step_toy(method, config, iters, seed=0):
-    """Online on the one-step toy: reward 1 when the first action is in the positive mode."""
+def _train_one_step_toy(method, config, iters, seed=0, reward=lambda a: (a > 0).float()):
+    """Online on the one-step toy: ``reward(first action)``, by default 1 in the positive mode."""
     torch.manual_seed(seed)
     agent = make_agent(method, BimodalDecoder(), config, seed=seed)
     buffer = ReplayBuffer(iters * 4 + 8, transition_fields(1, 1, 1, agent.extra_fields))
@@ -169,7 +175,7 @@ def _train_one_step_toy(method, config, iters, seed=0):
     for it in range(iters):
         chunk, extras = agent.act(obs, gen, warmup=it < 20)
         action = chunk[:, :1]
-        rows = {"obs": obs.numpy(), "action": action.numpy(), "reward": (action[:, 0, 0] > 0).float().numpy(),
+        rows = {"obs": obs.numpy(), "action": action.numpy(), "reward": reward(action[:, 0, 0]).numpy(),
                 "next_obs": obs.numpy(), "done": np.ones(4), "discount": np.full(4, 0.99)}
         buffer.add(rows | {k: v.numpy() for k, v in extras.items()})
         if it >= 20:
@@ -198,6 +204,44 @@ def test_lpds_moves_mass_to_the_rewarded_mode_within_the_trust_region_and_dsrl_l
     assert dsrl_entropy < entropy  # ... and loses action entropy doing it
 
 
+def test_lpds_gauss_divergence_is_twice_the_gaussian_kl():
+    agent = make_agent("lpds-gauss", BimodalDecoder(obs_dim=3, action_dim=2, horizon=4, exec_horizon=2), LPDSConfig(delta=0.3))
+    g = torch.Generator().manual_seed(0)
+    mu, log_sigma = torch.randn(6, 8, generator=g), 0.3 * torch.randn(6, 8, generator=g)
+    q = torch.distributions.Normal(mu, log_sigma.exp())
+    kl = torch.distributions.kl_divergence(q, torch.distributions.Normal(torch.zeros(6, 8), torch.ones(6, 8))).sum(-1)
+    torch.testing.assert_close(agent.divergence(mu, log_sigma), 2 * kl)
+    torch.testing.assert_close(agent.divergence(mu, None), mu.pow(2).sum(-1))  # lpds: ‖Δ‖², the σ = 1 case
+    with pytest.raises(LpdsError, match="lpds-gauss"):  # no w = ε + Δ(s) form for the runtime
+        agent.shift(torch.zeros(1, 3))
+
+
+def test_lpds_gauss_narrows_the_latent_where_that_pays_and_lpds_cannot():
+    """Reward 1 for a first action near 0 (the prior's centre): no shift helps, a smaller σ does."""
+    delta = 0.25
+
+    def near_zero(a):
+        return (a.abs() < 0.5).float()
+
+    def reward_rate(agent, n=4096):
+        eps = torch.randn((n, 2, 1), generator=torch.Generator().manual_seed(99))
+        return near_zero(agent.policy_chunk(torch.zeros(n, 1), eps)[:, 0, 0]).mean().item()
+
+    base = reward_rate(make_agent("base", BimodalDecoder()))
+    gauss, deviations = _train_one_step_toy("lpds-gauss", LPDSConfig(delta=delta, lr=3e-3, **SMALL), 420, reward=near_zero)
+    lpds, _ = _train_one_step_toy("lpds", LPDSConfig(delta=delta, lr=3e-3, **SMALL), 420, reward=near_zero)
+    assert base == pytest.approx(0.21, abs=0.03)  # P(|tanh(2z)| < 0.5), z ~ N(0, 1)
+    assert reward_rate(gauss) > base + 0.05 and reward_rate(gauss) > reward_rate(lpds) + 0.04
+    assert np.mean(deviations[-100:]) <= delta * 1.2 and max(deviations[-100:]) <= delta * 1.5
+    sigma = agent_sigma(gauss)
+    assert sigma[0] < 0.9  # the first action's latent narrowed: the one the reward reads
+
+
+def agent_sigma(agent) -> np.ndarray:
+    with torch.no_grad():
+        return agent._head(agent.features(torch.zeros(1, 1)))[1].exp()[0].numpy()
+
+
 def test_distilled_noise_critic_matches_the_action_critic_on_prior_noise():
     agent, _ = _train_one_step_toy("lpds", LPDSConfig(delta=0.25, lr=3e-3, **SMALL), 260)
     n = 2048
@@ -211,7 +255,7 @@ def test_distilled_noise_critic_matches_the_action_critic_on_prior_noise():
 
 @pytest.mark.parametrize("method,config", [
     ("dsrl", DSRLConfig(**SMALL)), ("dsrl-sac", DSRLConfig(**SMALL)), ("residual", ResidualConfig(**SMALL)),
-    ("lpds", LPDSConfig(delta=0.3, distill_noise="fresh", **SMALL)),
+    ("lpds", LPDSConfig(delta=0.3, distill_noise="fresh", **SMALL)), ("lpds-gauss", LPDSConfig(delta=0.3, **SMALL)),
 ])
 def test_every_method_updates_with_its_fixed_metric_keys(method, config):
     decoder = BimodalDecoder(obs_dim=3, action_dim=2, horizon=4, exec_horizon=2)

@@ -94,6 +94,18 @@ def test_checkpoint_on_another_decoder_is_rejected(tmp_path, toy_tasks):
                      decoder=toy_decoder("sha-of-b")).run(resume=True)
 
 
+def test_lpds_gauss_runs_in_the_loop_and_the_exporter_refuses_it(tmp_path, toy_tasks):
+    from lpds_ros.runtime.export import load_steering
+
+    result = loop.Trainer(toy_config(tmp_path / "run", method="lpds-gauss"), LPDSConfig(delta=0.2, **SMALL),
+                          decoder=toy_decoder()).run()
+    assert result["updates"] > 0 and result["final"]["deviation"] > 0  # 2 KL, moved off 0 by training
+    agent = loop.load_agent(tmp_path / "run", toy_decoder())
+    assert agent.config.learn_scale and agent.config.delta == 0.2
+    with pytest.raises(LpdsError, match="lpds-gauss .* w = eps \\+ Delta\\(s\\) only"):
+        load_steering(tmp_path / "run", toy_decoder())
+
+
 def test_bench_caches_runs_and_writes_the_result_schema(tmp_path, toy_tasks, monkeypatch):
     (tmp_path / "models" / "toy-reach-diffusion").mkdir(parents=True)
     monkeypatch.setattr(policies_pkg, "load_policy", lambda path, device="cpu": toy_decoder())

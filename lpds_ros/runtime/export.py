@@ -339,6 +339,9 @@ def load_steering(path: str | Path, policy: nn.Module) -> tuple[nn.Module, dict[
     file = path / CHECKPOINT_FILE if path.is_dir() else path
     agent = steering_pkg.load_steering(path, policy)
     method = getattr(agent, "name", None) or type(agent).__name__
+    if getattr(getattr(agent, "config", None), "learn_scale", False):
+        raise LpdsError(f"{path}: an lpds-gauss checkpoint draws w = mu(s) + sigma(s)*eps, and the runtime applies "
+                        "w = eps + Delta(s) only: export an lpds or lpds-nolagrange checkpoint")
     if not callable(getattr(agent, "shift", None)):
         raise LpdsError(f"{path}: a {method} checkpoint has no latent shift Delta(s) to export "
                         "(only LP-DS steering exports as obs -> delta)")

@@ -225,7 +225,7 @@ def aggregate(task: str, backbone: str, methods: list[str], results_dir: str | P
                             "keep one experiment per --results folder")
     any_run = next(iter(per_method.values()))[0]
     budgets = sorted({r["budget"] for runs in per_method.values() for r in runs})
-    deltas = [r["delta"] for r in per_method.get("lpds", []) if r.get("delta") is not None]
+    deltas = [r["delta"] for runs in per_method.values() for r in runs if r.get("delta") is not None]  # the LP-DS family
     delta = deltas[0] if deltas else None
     fc = any_run["finetune_config"]
     return {
@@ -282,8 +282,8 @@ def markdown_table(doc: dict[str, Any]) -> str:
                     f"{_fmt(e['final_success_mean_latent_mean'], e['final_success_mean_latent_std'], True)} | {ratio} | "
                     f"{_fmt(e['deviation'], e['deviation_std'])} | {_fmt(e['alpha'], e['alpha_std'])} |")
     notes = ("\n\nsuccess/return: stochastic policy (fresh ε), mean ± std over seeds of the last evaluation "
-             f"({doc['budget']['eval_episodes']} episodes each).  deviation: E‖Δ(s)‖² (LP-DS), E‖μ(s)‖² of the mean "
-             "latent or residual (SAC baselines).  entropy ratio: exp((H − H_base)/D), k-NN on the first executed "
+             f"({doc['budget']['eval_episodes']} episodes each).  deviation: E‖Δ(s)‖² (LP-DS), E[2 KL(N(μ, σ²) ‖ N(0, I))] "
+             "(lpds-gauss), E‖μ(s)‖² of the mean latent or residual (SAC baselines).  entropy ratio: exp((H − H_base)/D), k-NN on the first executed "
              "action (D = d) / the chunk (D = H·d).  deviation is measured on replayed states, where the trust region "
              "is enforced.\n")
     return head + "\n".join(rows) + notes

@@ -98,7 +98,8 @@ class BaseConfig(AgentConfig):
 
 @dataclass
 class LPDSConfig(AgentConfig):
-    """``lpds`` (and ``lpds-nolagrange``): w = ε + Δ_θ(s) under E‖Δ_θ(s)‖² ≤ δ with a learned multiplier α."""
+    """``lpds`` (and ``lpds-nolagrange``, ``lpds-gauss``): w = ε + Δ_θ(s) under E‖Δ_θ(s)‖² ≤ δ with a learned
+    multiplier α."""
 
     delta: float | None = None
     """δ, the bound on E_s‖Δ_θ(s)‖² (summed over H·d dimensions).  ``None``: the task's ``TASK_DELTA``."""
@@ -116,6 +117,12 @@ class LPDSConfig(AgentConfig):
     """Critic warm-up: the first ``actor_delay`` updates train Q^A and Q^W only (Δ_θ stays 0, no dual step).
     0 is DESIGN §3's schedule, whose first evaluation after warm-up dipped ~10 points on franka-lift while the
     actor followed a still-poor critic (docs/results.md)."""
+    learn_scale: bool = False
+    """The Gaussian variant (``lpds-gauss``, DESIGN §3's optional one): w = μ_θ(s) + σ_θ(s) ⊙ ε with a learned
+    per-dimension scale, under E_s[2·KL(N(μ, σ²) ‖ N(0, I))] = E_s[‖μ‖² + Σ(σ² − 1 − 2 log σ)] ≤ δ.  At σ = 1 the
+    divergence is ‖Δ‖², so δ keeps its meaning.  Why: a narrower latent alone is worth points (franka-lift's base
+    succeeds 50% at ε and 58% at 0.79·ε, the uniform σ that δ = 3 affords; docs/results.md); plain LP-DS
+    keeps the prior's spread by construction and cannot take that gain."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -130,6 +137,10 @@ class LPDSConfig(AgentConfig):
             raise _bad(self, "lagrange", "must be true or false")
         if not isinstance(self.actor_delay, int) or isinstance(self.actor_delay, bool) or self.actor_delay < 0:
             raise _bad(self, "actor_delay", "must be a non-negative integer")
+        if not isinstance(self.learn_scale, bool):
+            raise _bad(self, "learn_scale", "must be true or false")
+        if self.learn_scale and not self.lagrange:
+            raise _bad(self, "learn_scale", "needs the trust region (lagrange: true): unbounded, σ would collapse")
 
 
 @dataclass

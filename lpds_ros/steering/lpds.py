@@ -10,6 +10,11 @@ and the Polyak step of Q^A's targets; ``actor_delay`` > 0 skips the actor and du
 updates (a critic warm-up).  The actor's multiplier α' = max(0, α + k_p E[‖Δ‖² − δ]) adds a proportional
 term to the dual variable (PI-Lagrangian); k_p = 0 is the plain scheme of DESIGN §3, which oscillates
 around the bound (see ``LPDSConfig.dual_kp``).  ``lagrange=False`` is the ablation: α stays 0 and there is no bound.
+
+``learn_scale=True`` is the Gaussian variant (``lpds-gauss``): the head outputs (μ, log σ), w = μ(s) + σ(s) ⊙ ε,
+and the constrained divergence is 2·KL(N(μ, σ²) ‖ N(0, I)) = ‖μ‖² + Σ(σ² − 1 − 2 log σ), which is ‖Δ‖² at
+σ = 1; both heads start at 0, so step 0 is still the base policy.  The deployment runtime applies
+w = ε + Δ(s) only, so this variant is not exported.
 """
 from __future__ import annotations
 
@@ -26,21 +31,27 @@ from lpds_ros.steering.agent import (
     twin_td_loss,
 )
 from lpds_ros.steering.config import LPDSConfig
+from lpds_ros.errors import LpdsError
 from lpds_ros.steering.networks import TwinQ, mlp, polyak_
+
+LOG_SCALE_MIN, LOG_SCALE_MAX = -2.0, 1.0
+"""Clamp of lpds-gauss's log σ (σ in [0.14, 2.7]); the trust region keeps it far inside."""
 
 
 class LPDSAgent(SteeringAgent):
     name = "lpds"
     config_class = LPDSConfig
     metric_keys = ("critic/td_loss", "critic/q_mean", "critic/distill_loss", "actor/loss", "actor/q_w",
-                   "actor/delta_sq", "actor/deviation", "dual/alpha", "dual/alpha_effective", "dual/violation")
+                   "actor/delta_sq", "actor/deviation", "actor/latent_std", "dual/alpha", "dual/alpha_effective",
+                   "dual/violation")
 
     def __init__(self, decoder, config: LPDSConfig, seed: int = 0, device: str = "cpu") -> None:
         super().__init__(decoder, config, seed, device)
         if config.delta is None:
             raise ValueError("LPDSConfig.delta must be resolved (the task's δ) before building the agent")
         c, hidden, act = config, config.hidden_dims, config.activation
-        self.nets["delta"] = mlp(self.obs_dim, self.latent_dim, hidden, act, zero_last=True)
+        heads = 2 if c.learn_scale else 1  # (μ, log σ) for lpds-gauss
+        self.nets["delta"] = mlp(self.obs_dim, heads * self.latent_dim, hidden, act, zero_last=True)
         self.nets["q_a"] = TwinQ(self.obs_dim, self.exec_dim, hidden, act)
         self.nets["q_a_target"] = copy.deepcopy(self.nets["q_a"]).requires_grad_(False)
         self.nets["q_w"] = mlp(self.obs_dim + self.latent_dim, 1, hidden, act)
@@ -59,14 +70,37 @@ class LPDSAgent(SteeringAgent):
 
     def shift(self, obs: Tensor) -> Tensor:
         """Δ_θ(s): [B, obs_dim] -> [B, H·d]."""
+        if self.config.learn_scale:
+            raise LpdsError("lpds-gauss draws w = μ(s) + σ(s)·ε: it has no latent shift Δ(s) for the runtime "
+                            "(which applies w = ε + Δ(s)); export or deploy an lpds checkpoint")
         return self.nets["delta"](self.features(obs))
+
+    def _head(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Features [B, F] -> (μ or Δ [B, H·d], log σ [B, H·d] for lpds-gauss, else None)."""
+        out = self.nets["delta"](x)
+        if not self.config.learn_scale:
+            return out, None
+        mu, log_sigma = out.chunk(2, dim=-1)
+        return mu, log_sigma.clamp(LOG_SCALE_MIN, LOG_SCALE_MAX)
+
+    def latent(self, obs: Tensor, eps: Tensor) -> Tensor:
+        """w for prior noise ``eps`` [B, H·d]: ε + Δ(s), or μ(s) + σ(s) ⊙ ε (lpds-gauss)."""
+        return _latent(*self._head(self.features(obs)), eps)
+
+    @staticmethod
+    def divergence(mu: Tensor, log_sigma: Tensor | None) -> Tensor:
+        """[B]: ‖Δ‖², or 2·KL(N(μ, σ²) ‖ N(0, I)) = ‖μ‖² + Σ(σ² − 1 − 2 log σ) for lpds-gauss."""
+        d = mu.pow(2).sum(-1)
+        if log_sigma is not None:
+            d = d + (torch.expm1(2 * log_sigma) - 2 * log_sigma).sum(-1)
+        return d
 
     # ------------------------------------------------------------------------------------- acting
     @torch.no_grad()
     def act(self, obs, generator, warmup=False):
         b = obs.shape[0]
         eps = self.randn(b, self.horizon, self.action_dim, generator=generator)
-        w = eps if warmup else eps + self.shift(obs).view_as(eps)
+        w = eps if warmup else self.latent(obs, eps.flatten(1)).view_as(eps)
         if self.config.distill_noise == "fresh":
             return self.decode(obs, w), {"latent": w}
         eps_prior = self.randn(b, self.horizon, self.action_dim, generator=generator)
@@ -75,11 +109,11 @@ class LPDSAgent(SteeringAgent):
 
     @torch.no_grad()
     def policy_chunk(self, obs, eps):
-        return self.decode(obs, eps + self.shift(obs).view_as(eps))
+        return self.decode(obs, self.latent(obs, eps.flatten(1)).view_as(eps))
 
     @torch.no_grad()
     def deviation(self, obs):
-        return self.shift(obs).pow(2).sum(-1).mean().item()
+        return self.divergence(*self._head(self.features(obs))).mean().item()
 
     # ------------------------------------------------------------------------------------- update
     def update(self, batch: dict[str, Tensor]) -> dict[str, float]:
@@ -90,7 +124,7 @@ class LPDSAgent(SteeringAgent):
 
         # 1. Chunk TD for Q^A: y = r + γ^k (1 − done) min_j Q^A_target(s', Φ(s', ε' + Δ_θ(s'))).
         with torch.no_grad():
-            w_next = self.randn(n, self.latent_dim) + self.shift(next_obs)
+            w_next = _latent(*self._head(x_next), self.randn(n, self.latent_dim))
             a_next = self.decode(next_obs, w_next.view(n, self.horizon, self.action_dim))[:, : self.exec_horizon]
             y = chunk_td_target(batch, nets["q_a_target"].min(x_next, a_next.flatten(1)))
         td_loss = twin_td_loss(nets["q_a"], x, batch["action"].flatten(1), y)
@@ -103,14 +137,15 @@ class LPDSAgent(SteeringAgent):
 
         # 3. Actor: maximise E[Q^W(s, ε + Δ_θ(s)) − α' (‖Δ_θ(s)‖² − δ)], α' = max(0, α + k_p (E‖Δ‖² − δ)),
         # 4. then projected dual ascent α ← max(0, α + η_α (E‖Δ‖² − δ)); both wait for the critic warm-up.
-        delta = nets["delta"](x)
-        delta_sq = delta.pow(2).sum(-1).mean()
+        # (lpds-gauss: w = μ + σ ⊙ ε, reparameterised, and the divergence in place of ‖Δ‖²)
+        delta, log_sigma = self._head(x)
+        divergence = self.divergence(delta, log_sigma).mean()
         requires_grad_(nets["q_w"], False)
-        q_w = nets["q_w"](torch.cat([x, self.randn(n, self.latent_dim) + delta], dim=-1)).mean()
+        q_w = nets["q_w"](torch.cat([x, _latent(delta, log_sigma, self.randn(n, self.latent_dim))], dim=-1)).mean()
         requires_grad_(nets["q_w"], True)
-        violation = delta_sq.detach() - c.delta
+        violation = divergence.detach() - c.delta
         alpha = (self.alpha + c.dual_kp * violation).clamp_min(0.0) if c.lagrange else self.alpha
-        actor_loss = -q_w + alpha * (delta_sq - c.delta)
+        actor_loss = -q_w + alpha * (divergence - c.delta)
         if self.num_updates >= c.actor_delay:
             self.step("delta", actor_loss)
             if c.lagrange:
@@ -120,10 +155,16 @@ class LPDSAgent(SteeringAgent):
         self.num_updates += 1
         return {
             "critic/td_loss": td_loss.item(), "critic/q_mean": y.mean().item(), "critic/distill_loss": d_loss.item(),
-            "actor/loss": actor_loss.item(), "actor/q_w": q_w.item(), "actor/delta_sq": delta_sq.item(),
-            "actor/deviation": delta_sq.item(), "dual/alpha": self.alpha.item(), "dual/alpha_effective": float(alpha),
+            "actor/loss": actor_loss.item(), "actor/q_w": q_w.item(), "actor/delta_sq": delta.pow(2).sum(-1).mean().item(),
+            "actor/deviation": divergence.item(),
+            "actor/latent_std": 1.0 if log_sigma is None else log_sigma.detach().exp().mean().item(),
+            "dual/alpha": self.alpha.item(), "dual/alpha_effective": float(alpha),
             "dual/violation": violation.item(),
         }
+
+
+def _latent(mu: Tensor, log_sigma: Tensor | None, eps: Tensor) -> Tensor:
+    return eps + mu if log_sigma is None else mu + log_sigma.exp() * eps
 
 
 def prior_pairs(agent: SteeringAgent, batch: dict[str, Tensor], obs: Tensor) -> tuple[Tensor, Tensor]:

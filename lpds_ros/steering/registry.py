@@ -58,10 +58,12 @@ class Method:
 
 METHODS: dict[str, Method] = {
     "base": Method(_build_base, BaseConfig, {}, "the frozen policy, w = ε ~ N(0, I)"),
-    "lpds": Method(_build_lpds, LPDSConfig, {"lagrange": True},
+    "lpds": Method(_build_lpds, LPDSConfig, {"lagrange": True, "learn_scale": False},
                    "LP-DS: w = ε + Δ(s) under E‖Δ‖² ≤ δ with a learned multiplier"),
-    "lpds-nolagrange": Method(_build_lpds, LPDSConfig, {"lagrange": False},
+    "lpds-nolagrange": Method(_build_lpds, LPDSConfig, {"lagrange": False, "learn_scale": False},
                               "ablation: LP-DS with α fixed at 0 and no bound"),
+    "lpds-gauss": Method(_build_lpds, LPDSConfig, {"lagrange": True, "learn_scale": True},
+                         "variant: w = μ(s) + σ(s)·ε under E[2 KL(N(μ, σ²) ‖ N(0, I))] ≤ δ"),
     "dsrl": Method(_build_dsrl, DSRLConfig, {"noise_aliasing": True},
                    "DSRL-NA: tanh-bounded SAC latent actor on a distilled noise critic"),
     "dsrl-sac": Method(_build_dsrl, DSRLConfig, {"noise_aliasing": False},
