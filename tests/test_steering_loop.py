@@ -1,5 +1,6 @@
 """The online loop, checkpoints and the bench, on a toy task (and one smoke run on franka-lift)."""
 import argparse
+import dataclasses
 import json
 import shutil
 
@@ -127,6 +128,12 @@ def test_bench_caches_runs_and_writes_the_result_schema(tmp_path, toy_tasks, mon
     cached = tmp_path / "results" / "runs" / "toy-reach" / "diffusion" / "lpds" / "seed1.json"
     stamp = cached.stat().st_mtime_ns
     assert bench.main(args) == 0 and cached.stat().st_mtime_ns == stamp  # cached: not re-run
+    # a bench that leaves a setting at its default does not count runs made with another value of it
+    spec = dataclasses.replace(bench.plan(args)[2], options=tuple(kv for kv in bench.plan(args)[2].options if kv[0] != "utd"))
+    assert bench.cache_mismatch(spec, None) == "utd 0.25"
+    assert bench.cache_mismatch(dataclasses.replace(spec, options=spec.options + (("delta", 0.5),)), None) == "utd 0.25"
+    spec = bench.plan(args)[2]
+    assert bench.cache_mismatch(dataclasses.replace(spec, options=spec.options + (("delta", 0.5),)), None) == "delta 0.35"
 
     # --agent-config: method fields for the bench; a run cached without them does not count for it
     config = tmp_path / "agent.yaml"

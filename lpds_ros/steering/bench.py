@@ -13,6 +13,7 @@ with one torch thread per worker, or an existing Ray cluster with ``--ray-addres
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import multiprocessing
@@ -65,6 +66,18 @@ def policy_sha256(policy_dir: str | Path) -> str | None:
 
 _NOT_RUN = ("not run", "unreadable result")
 
+EXPERIMENT_FIELDS = ("num_envs", "utd", "learning_starts", "buffer_size", "eval_every", "eval_episodes", "eval_envs",
+                     "eval_seed", "entropy_states", "entropy_latents", "knn_k")
+"""``FinetuneConfig`` fields that change what a run measures: a cached run counts only if each equals this
+bench's value (its flag, else the default).  Not here: the run's identity (task, method, seed, ...), δ
+(compared on its own), and what cannot change a result (device, threads, checkpoints, progress bars)."""
+
+
+def _finetune_default(key: str) -> Any:
+    from lpds_ros.steering.config import FinetuneConfig
+
+    return {f.name: f.default for f in dataclasses.fields(FinetuneConfig)}[key]
+
 
 def cache_mismatch(spec: RunSpec, sha256: str | None) -> str | None:
     """Why the cached result of ``spec`` does not count; None when it does (same budget, decoder, settings)."""
@@ -78,15 +91,21 @@ def cache_mismatch(spec: RunSpec, sha256: str | None) -> str | None:
         return f"budget {result.get('budget')}"
     if sha256 is not None and result.get("decoder_sha256") != sha256:
         return "another decoder"
-    # A cell run with other explicit settings (utd, δ, ...) is a different experiment; the device is not,
-    # and δ only matters to the methods that resolved one (LP-DS records the δ it ran under).
+    # A cell run with other settings (utd, δ, ...) is a different experiment, whether this bench gives them or
+    # leaves them at their defaults; the device is not, and δ only matters to the methods that resolved one
+    # (LP-DS records the δ it ran under; without --delta that is the task's).
     ran = result.get("finetune_config", {})
-    for key, value in spec.options:
-        if key == "delta":
-            if result.get("delta") not in (None, value):
-                return f"delta {result.get('delta')}"
-        elif key != "device" and ran.get(key) != value:
-            return f"{key} {ran.get(key)!r}"
+    given = dict(spec.options)
+    for key in sorted(set(EXPERIMENT_FIELDS) | set(given) - {"delta", "device"}):
+        want = given[key] if key in given else _finetune_default(key)
+        if key in ran and ran[key] != want:
+            return f"{key} {ran[key]!r}"
+    if result.get("delta") is not None:
+        from lpds_ros.steering.config import task_delta
+
+        want = given.get("delta", task_delta(spec.task))
+        if result["delta"] != want:
+            return f"delta {result['delta']}"
     # so is one with other method config fields (runs from before --agent-config recorded none)
     overrides = result.get("agent_overrides", {})
     if overrides != dict(spec.agent):
