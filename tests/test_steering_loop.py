@@ -82,6 +82,11 @@ def test_resume_under_other_settings_is_refused(tmp_path, toy_tasks):
     other_delta = loop.Trainer(toy_config(tmp_path, env_steps=160), LPDSConfig(delta=0.5, **SMALL), decoder=toy_decoder())
     with pytest.raises(LpdsError, match="agent config"):
         other_delta.load_checkpoint(tmp_path / loop.CHECKPOINT_FILE)
+    # a checkpoint written before a config field existed resumes: the field counts at its default
+    state = torch.load(tmp_path / loop.CHECKPOINT_FILE, weights_only=False)
+    del state["agent_config"]["learn_scale"], state["finetune_config"]["knn_k"]
+    torch.save(state, tmp_path / loop.CHECKPOINT_FILE)
+    longer.load_checkpoint(tmp_path / loop.CHECKPOINT_FILE)
 
 
 def test_checkpoint_on_another_decoder_is_rejected(tmp_path, toy_tasks):

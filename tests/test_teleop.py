@@ -93,6 +93,21 @@ def test_scripted_recording_saves_valid_episodes_and_a_discarded_one_leaves_no_t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["teleop.hdf5"]  # no temporary copies left
 
 
+def test_the_end_state_recorded_before_the_end_event_is_not_saved():
+    """The sim's final state can reach the recorder before its end event; its action was never executed."""
+    saved = []
+    recorder = EpisodeRecorder(lambda obs, actions, *rest: saved.append(len(actions)) or "", wait_for_episode=True)
+    for order in ("state first", "event first"):
+        recorder.start()
+        recorder.episode_started(1.0)
+        for stamp in (1.0, 1.05):
+            assert recorder.record(np.zeros(3), np.zeros(4), stamp)
+        if order == "state first":
+            assert recorder.record(np.zeros(3), np.zeros(4), 1.1)
+        assert "saved 2 steps" in recorder.episode_ended(True, end_stamp=1.1)
+    assert saved == [2, 2]
+
+
 def test_appending_continues_a_collect_file_and_rejects_another_layout(tmp_path):
     path = tmp_path / "demos.hdf5"
     rng = np.random.default_rng(0)

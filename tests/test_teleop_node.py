@@ -248,6 +248,10 @@ def test_teleop_node_keeps_a_first_observation_that_overtakes_the_start_event(tm
             keys.press("a")  # +y from the second step on
             observe(second)
             wait_for(lambda: len(actions) > n + 1, "the second action")
+            observe(end)  # the final state, ahead of the end event: answered, but not part of the demo
+            wait_for(lambda: len(actions) > n + 2, "the action for the final state")
+            episode_pub.publish(String(data="{not json"))  # ignored, as is any malformed event
+            event("end", "soon")
             event("end", end, success=seed == 7)
             wait_for(lambda: node.recorder.state == node.recorder.IDLE, "the save")
     finally:

@@ -18,6 +18,7 @@ and ``lpds_ros.runtime.hotswap``.
 """
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Iterable, Mapping, Sequence
@@ -145,6 +146,20 @@ def step_report_from_msg(msg: JointState) -> dict | None:
     out = dict(zip(labels, values.tolist()))
     return {"stamp": stamp, "reward": out["reward"], "success": out["success"] > 0.5, "terminated": out["terminated"] > 0.5,
             "truncated": out["truncated"] > 0.5, "step": int(round(out["step"])), "episode": int(round(out["episode"]))}
+
+
+def episode_event_from_msg(data: str) -> dict | None:
+    """sim_node's episode event (``{"event": "start" | "end", "stamp": s, "seed", "episode", ...}``, JSON in a
+    String) with ``stamp`` as a float; None for anything else (bad JSON, another event, no finite stamp), which
+    the nodes ignore rather than stop on."""
+    try:
+        event = json.loads(data)
+        stamp, seed = float(event["stamp"]), int(event.get("seed", 0))
+    except (json.JSONDecodeError, TypeError, KeyError, ValueError, AttributeError):
+        return None
+    if event.get("event") not in ("start", "end") or not math.isfinite(stamp):
+        return None
+    return {**event, "stamp": stamp, "seed": seed}
 
 
 def action_raw_msg(position: Sequence[float], orientation_xyzw: Sequence[float], gripper: float,

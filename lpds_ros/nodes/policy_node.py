@@ -216,19 +216,18 @@ class PolicyNode(Node):
 
     # ------------------------------------------------------------------ episodes
     def _on_episode(self, msg: String) -> None:
-        try:
-            event = json.loads(msg.data)
-        except json.JSONDecodeError:
+        event = convert.episode_event_from_msg(msg.data)
+        if event is None:
             return
         with self._lock:
-            if event.get("event") == "start":
-                self._episode_start = float(event.get("stamp", 0.0))
-                self._episode_seed = int(event.get("seed", 0))
+            if event["event"] == "start":
+                self._episode_start = event["stamp"]
+                self._episode_seed = event["seed"]
                 self._episode_end = np.inf
-            elif event.get("event") == "end":
-                self._episode_end = float(event.get("stamp", np.inf))
+            else:
+                self._episode_end = event["stamp"]
             early = None
-            if event.get("event") == "start":
+            if event["event"] == "start":
                 early, self._early = self._early, None
         if early is not None:
             # dropped again if it predates this episode; its second pass through the recorder changes nothing

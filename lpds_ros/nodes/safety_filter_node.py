@@ -33,7 +33,6 @@ it succeeds the filter restarts from the measured pose.
 from __future__ import annotations
 
 import dataclasses
-import json
 import threading
 import time
 from dataclasses import dataclass
@@ -202,18 +201,17 @@ class SafetyFilterNode(Node):
         self.get_logger().info("e-stop reset by the operator")
 
     def _on_episode(self, msg: String) -> None:
-        try:
-            event = json.loads(msg.data)
-        except json.JSONDecodeError:
+        event = convert.episode_event_from_msg(msg.data)
+        if event is None:
             return
         with self._lock:
-            if event.get("event") == "end":
-                self._episode_end = float(event.get("stamp", np.inf))
-            elif event.get("event") == "start":
+            if event["event"] == "end":
+                self._episode_end = event["stamp"]
+            else:
                 self.filter.reset()
                 self.gate.reset()
                 self._awaiting_state = False
-                self._episode_start = float(event.get("stamp", -np.inf))
+                self._episode_start = event["stamp"]
                 self._episode_end = np.inf
                 if self._request is not None and self._request.stamp >= self._episode_start - 1e-9:
                     self._cycle()  # this episode's first request came before this event

@@ -27,7 +27,6 @@ first state can overtake it), so each saved demo starts at its episode's first s
 """
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass
 from typing import Callable
@@ -211,21 +210,20 @@ class TeleopNode(Node):
 
     # ------------------------------------------------------------------ the control step
     def _on_episode(self, msg: String) -> None:
-        try:
-            event = json.loads(msg.data)
-        except json.JSONDecodeError:
+        event = convert.episode_event_from_msg(msg.data)
+        if event is None:
             return
         early = None
         with self._lock:
-            if event.get("event") == "start":
-                self._episode_start = float(event.get("stamp", 0.0))
+            if event["event"] == "start":
+                self._episode_start = event["stamp"]
                 self._episode_end = np.inf
                 self._say(self.recorder.episode_started(self._episode_start))
                 early, self._early = self._early, None
-            elif event.get("event") == "end":
-                self._episode_end = float(event.get("stamp", np.inf))
-                try:
-                    self._say(self.recorder.episode_ended(bool(event.get("success", False))))
+            else:
+                self._episode_end = event["stamp"]
+                try:  # the end state's observation may have come first: no action of it was executed
+                    self._say(self.recorder.episode_ended(bool(event.get("success", False)), end_stamp=event["stamp"]))
                 except Exception as exc:
                     self._say(f"error: {type(exc).__name__}: {exc}")
         if early is not None:

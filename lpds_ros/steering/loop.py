@@ -244,9 +244,15 @@ class Trainer:
             raise LpdsError(f"{path}: checkpoint of {state['method']} on {state['task']}, this run is "
                             f"{self.config.method} on {self.config.task}")
         # Resuming under other settings would splice two experiments into one curve.
+        # A field added since the checkpoint was written counts at its default (what that run used).
         saved, now = state["finetune_config"], config_to_dict(self.config)
-        changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k])
-        if changed or state["agent_config"] != config_to_dict(self.agent_config):
+        defaults = {f.name: f.default for f in dataclasses.fields(FinetuneConfig) if f.default is not dataclasses.MISSING}
+        changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and saved.get(k, defaults.get(k)) != now[k])
+        try:
+            saved_agent = config_to_dict(config_from_dict(type(self.agent_config), state["agent_config"], source=str(path)))
+        except (LpdsError, ValueError, TypeError):  # a field since removed or renamed: another experiment
+            saved_agent = state["agent_config"]
+        if changed or saved_agent != config_to_dict(self.agent_config):
             what = ", ".join(f"{k} {saved.get(k)!r} -> {now[k]!r}" for k in changed) or "the agent config"
             raise LpdsError(f"{path}: the checkpoint was trained with other settings ({what}); "
                             "use another --out or delete the checkpoint")

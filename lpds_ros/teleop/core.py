@@ -142,6 +142,7 @@ class EpisodeRecorder:
         self.state = self.IDLE
         self._obs: list[np.ndarray] = []
         self._actions: list[np.ndarray] = []
+        self._stamps: list[float] = []
         self._start_stamp = -np.inf
         self.saved = 0
         self.discarded = 0
@@ -154,7 +155,7 @@ class EpisodeRecorder:
     def start(self) -> str:
         if self.state != self.IDLE:
             return f"already {self.state} (episode {self.started}); save (y/n) or discard (x) it first"
-        self._obs, self._actions = [], []
+        self._obs, self._actions, self._stamps = [], [], []
         self.started += 1
         if self.wait_for_episode:
             self.state = self.WAITING
@@ -177,6 +178,7 @@ class EpisodeRecorder:
             return False
         self._obs.append(np.asarray(obs, dtype=np.float32).copy())
         self._actions.append(np.asarray(action, dtype=np.float32).copy())
+        self._stamps.append(float(stamp))
         return True
 
     def save(self, success: bool) -> str:
@@ -194,12 +196,16 @@ class EpisodeRecorder:
         rewards[-1] = dones[-1] = bool(success)
         where = self._append(np.stack(self._obs), np.stack(self._actions), rewards, dones, bool(success))
         self.saved += 1
-        self._obs, self._actions = [], []
+        self._obs, self._actions, self._stamps = [], [], []
         return f"episode {self.started}: saved {T} steps as {'success' if success else 'failure'}" + (f" ({where})" if where else "")
 
-    def episode_ended(self, success: bool) -> str | None:
-        """The sim ended the episode (success or horizon): save what was recorded with its outcome."""
+    def episode_ended(self, success: bool, end_stamp: float = np.inf) -> str | None:
+        """The sim ended the episode (success or horizon) at ``end_stamp``: save what was recorded with its
+        outcome.  A step stamped at or after the end is the final state, recorded when its observation came
+        before the end event (two topics, no order); its action was never executed, so it is dropped."""
         if self.state == self.RECORDING:
+            while self._stamps and self._stamps[-1] >= end_stamp - 1e-9:
+                self._obs.pop(), self._actions.pop(), self._stamps.pop()
             return self.save(success)
         return None
 
@@ -208,6 +214,6 @@ class EpisodeRecorder:
             return None
         T = len(self._actions)
         self.state = self.IDLE
-        self._obs, self._actions = [], []
+        self._obs, self._actions, self._stamps = [], [], []
         self.discarded += 1
         return f"episode {self.started}: {why}, {T} steps dropped (nothing written)"
