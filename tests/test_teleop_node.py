@@ -7,6 +7,7 @@ behind the interface the pyrealsense2 driver implements.  Every test: a timeout,
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -28,6 +29,37 @@ from lpds_ros.nodes import convert  # noqa: E402
 pytestmark = pytest.mark.ros
 REPO = Path(__file__).resolve().parent.parent
 _DOMAIN = claim_domains()
+
+
+@contextlib.contextmanager
+def spinning(domain_id: int):
+    """A context on ``domain_id`` with a probe node, spun by an executor in a thread; yields (context, probe,
+    add), where ``add(node)`` spins one more node.  Afterwards every node is closed and destroyed."""
+    from rclpy.executors import MultiThreadedExecutor
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain_id)
+    executor = MultiThreadedExecutor(num_threads=3, context=context)
+    nodes = [rclpy.create_node("probe", context=context)]
+    executor.add_node(nodes[0])
+    spin = threading.Thread(target=executor.spin, daemon=True)
+    spin.start()
+
+    def add(node):
+        nodes.append(node)
+        executor.add_node(node)
+        return node
+
+    try:
+        yield context, nodes[0], add
+    finally:
+        executor.shutdown(timeout_sec=2.0)
+        spin.join(timeout=5.0)
+        for node in reversed(nodes):
+            if callable(getattr(node, "close", None)):
+                node.close()
+            node.destroy_node()
+        rclpy.shutdown(context=context)
 
 
 @pytest.mark.timeout(150)
@@ -105,29 +137,20 @@ class FakeRealSense:
 
 @pytest.mark.timeout(60)
 def test_realsense_node_publishes_image_and_camera_info(tmp_path):
-    from rclpy.executors import MultiThreadedExecutor
     from sensor_msgs.msg import CameraInfo, Image
 
     from lpds_ros.config import load_config
     from lpds_ros.nodes.realsense_node import RealSenseNode
     from lpds_ros.perception import CameraIntrinsics
 
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=_DOMAIN + 1)
-    executor = MultiThreadedExecutor(num_threads=3, context=context)
-    probe = rclpy.create_node("probe", context=context)
-    images, infos = [], []
-    probe.create_subscription(Image, "/lpds/camera/image_raw", images.append, 10)
-    probe.create_subscription(CameraInfo, "/lpds/camera/camera_info", infos.append, 10)
     source = FakeRealSense()
     intrinsics_file = tmp_path / "camera_intrinsics.yaml"
-    node = RealSenseNode(source=source, context=context, parameter_overrides=[
-        rclpy.parameter.Parameter("intrinsics_file", value=str(intrinsics_file))])
-    executor.add_node(probe)
-    executor.add_node(node)
-    spin = threading.Thread(target=executor.spin, daemon=True)
-    spin.start()
-    try:
+    with spinning(_DOMAIN + 1) as (context, probe, add):
+        images, infos = [], []
+        probe.create_subscription(Image, "/lpds/camera/image_raw", images.append, 10)
+        probe.create_subscription(CameraInfo, "/lpds/camera/camera_info", infos.append, 10)
+        add(RealSenseNode(source=source, context=context, parameter_overrides=[
+            rclpy.parameter.Parameter("intrinsics_file", value=str(intrinsics_file))]))
         deadline = time.monotonic() + 30
         while (len(images) < 3 or len(infos) < 3) and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -141,13 +164,6 @@ def test_realsense_node_publishes_image_and_camera_info(tmp_path):
         assert convert.image_to_numpy(image).shape == (48, 64, 3)
         # the intrinsics file is what perception_node and `lpds calibrate` read
         assert load_config(intrinsics_file, CameraIntrinsics) == source.intrinsics
-    finally:
-        executor.shutdown(timeout_sec=2.0)
-        spin.join(timeout=5.0)
-        node.close()
-        node.destroy_node()
-        probe.destroy_node()
-        rclpy.shutdown(context=context)
     assert source.closed
 
 
@@ -188,7 +204,6 @@ class PressedKeys:
 def test_teleop_node_keeps_a_first_observation_that_overtakes_the_start_event(tmp_path):
     """The start event and the first state travel on two topics, and DDS orders neither against the other: a
     first state that arrives first must still become the demo's first step (acted on from a reset target)."""
-    from rclpy.executors import MultiThreadedExecutor
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Int64, String
 
@@ -196,24 +211,8 @@ def test_teleop_node_keeps_a_first_observation_that_overtakes_the_start_event(tm
     from lpds_ros.envs import env_class
     from lpds_ros.nodes.teleop_node import TeleopNode
 
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=_DOMAIN + 3)
-    executor = MultiThreadedExecutor(num_threads=3, context=context)
-    probe = rclpy.create_node("probe", context=context)
-    actions, resets = [], []
-    probe.create_subscription(JointState, "/lpds/action_raw", actions.append, 10)
-    probe.create_subscription(Int64, "/lpds/reset", lambda m: resets.append(m.data), 10)
-    obs_pub = probe.create_publisher(JointState, "/lpds/observation", 10)
-    episode_pub = probe.create_publisher(String, "/lpds/episode", 10)
     out = tmp_path / "teleop.hdf5"
     keys = PressedKeys()
-    node = TeleopNode(keys=keys, context=context, parameter_overrides=[
-        rclpy.parameter.Parameter("task", value="franka-lift"), rclpy.parameter.Parameter("out", value=str(out)),
-        rclpy.parameter.Parameter("sim_episodes", value=True), rclpy.parameter.Parameter("seed", value=7)])
-    executor.add_node(probe)
-    executor.add_node(node)
-    spin = threading.Thread(target=executor.spin, daemon=True)
-    spin.start()
     labels = convert.layout_labels(env_class("franka-lift").layout())
     eef = labels.index("robot0_eef_pos[0]")
     sent = {}
@@ -224,16 +223,25 @@ def test_teleop_node_keeps_a_first_observation_that_overtakes_the_start_event(tm
             assert time.monotonic() < deadline, f"timed out waiting for {what}"
             time.sleep(0.005)
 
-    def observe(t: float) -> None:
-        values = np.random.default_rng(int(t * 100)).normal(0, 0.1, len(labels))
-        values[eef:eef + 3] = [0.45, 0.0, 0.2]
-        sent[t] = values.astype(np.float32)
-        obs_pub.publish(convert.vector_msg(labels, values, t))
+    with spinning(_DOMAIN + 3) as (context, probe, add):
+        actions, resets = [], []
+        probe.create_subscription(JointState, "/lpds/action_raw", actions.append, 10)
+        probe.create_subscription(Int64, "/lpds/reset", lambda m: resets.append(m.data), 10)
+        obs_pub = probe.create_publisher(JointState, "/lpds/observation", 10)
+        episode_pub = probe.create_publisher(String, "/lpds/episode", 10)
+        node = add(TeleopNode(keys=keys, context=context, parameter_overrides=[
+            rclpy.parameter.Parameter("task", value="franka-lift"), rclpy.parameter.Parameter("out", value=str(out)),
+            rclpy.parameter.Parameter("sim_episodes", value=True), rclpy.parameter.Parameter("seed", value=7)]))
 
-    def event(kind: str, t: float, **more) -> None:
-        episode_pub.publish(String(data=json.dumps({"event": kind, "stamp": t, **more})))
+        def observe(t: float) -> None:
+            values = np.random.default_rng(int(t * 100)).normal(0, 0.1, len(labels))
+            values[eef:eef + 3] = [0.45, 0.0, 0.2]
+            sent[t] = values.astype(np.float32)
+            obs_pub.publish(convert.vector_msg(labels, values, t))
 
-    try:
+        def event(kind: str, t: float, **more) -> None:
+            episode_pub.publish(String(data=json.dumps({"event": kind, "stamp": t, **more})))
+
         wait_for(lambda: obs_pub.get_subscription_count() and episode_pub.get_subscription_count(), "teleop_node")
         for first, second, end, seed in ((1.0, 1.05, 1.1, 7), (1.15, 1.2, 1.25, 8)):
             keys.press("b")  # begin: the node resets the sim
@@ -254,13 +262,6 @@ def test_teleop_node_keeps_a_first_observation_that_overtakes_the_start_event(tm
             event("end", "soon")
             event("end", end, success=seed == 7)
             wait_for(lambda: node.recorder.state == node.recorder.IDLE, "the save")
-    finally:
-        executor.shutdown(timeout_sec=2.0)
-        spin.join(timeout=5.0)
-        node.close()
-        node.destroy_node()
-        probe.destroy_node()
-        rclpy.shutdown(context=context)
     demos = load_demos(out)
     assert [len(e) for e in demos.episodes] == [2, 2], node.messages
     assert [e.success for e in demos.episodes] == [True, False]

@@ -219,16 +219,15 @@ class PolicyNode(Node):
         event = convert.episode_event_from_msg(msg.data)
         if event is None:
             return
+        early = None
         with self._lock:
             if event["event"] == "start":
                 self._episode_start = event["stamp"]
                 self._episode_seed = event["seed"]
                 self._episode_end = np.inf
+                early, self._early = self._early, None
             else:
                 self._episode_end = event["stamp"]
-            early = None
-            if event["event"] == "start":
-                early, self._early = self._early, None
         if early is not None:
             # dropped again if it predates this episode; its second pass through the recorder changes nothing
             self._on_observation(early)

@@ -96,7 +96,7 @@ def cache_mismatch(spec: RunSpec, sha256: str | None) -> str | None:
     # (LP-DS records the δ it ran under; without --delta that is the task's).
     ran = result.get("finetune_config", {})
     given = dict(spec.options)
-    for key in sorted(set(EXPERIMENT_FIELDS) | (set(given) - {"delta", "device", "checkpoint_every"})):
+    for key in EXPERIMENT_FIELDS:  # the bench's other flags are δ (below), the device and checkpoint_every
         want = given[key] if key in given else _finetune_default(key)
         if key in ran and ran[key] != want:
             return f"{key} {ran[key]!r}"

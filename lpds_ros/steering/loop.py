@@ -244,15 +244,9 @@ class Trainer:
             raise LpdsError(f"{path}: checkpoint of {state['method']} on {state['task']}, this run is "
                             f"{self.config.method} on {self.config.task}")
         # Resuming under other settings would splice two experiments into one curve.
-        # A field added since the checkpoint was written counts at its default (what that run used).
-        saved, now = state["finetune_config"], config_to_dict(self.config)
-        defaults = {f.name: f.default for f in dataclasses.fields(FinetuneConfig) if f.default is not dataclasses.MISSING}
-        changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and saved.get(k, defaults.get(k)) != now[k])
-        try:
-            saved_agent = config_to_dict(config_from_dict(type(self.agent_config), state["agent_config"], source=str(path)))
-        except (LpdsError, ValueError, TypeError):  # a field since removed or renamed: another experiment
-            saved_agent = state["agent_config"]
-        if changed or saved_agent != config_to_dict(self.agent_config):
+        saved, now = _saved_config(FinetuneConfig, state["finetune_config"], path), config_to_dict(self.config)
+        changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k])
+        if changed or _saved_config(type(self.agent_config), state["agent_config"], path) != config_to_dict(self.agent_config):
             what = ", ".join(f"{k} {saved.get(k)!r} -> {now[k]!r}" for k in changed) or "the agent config"
             raise LpdsError(f"{path}: the checkpoint was trained with other settings ({what}); "
                             "use another --out or delete the checkpoint")
@@ -456,6 +450,15 @@ def machine_description(device: torch.device) -> str:
     if device.type == "cuda":
         text += f" ({torch.cuda.get_device_name(device)})"
     return text
+
+
+def _saved_config(cls: type, values: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A config dict from a checkpoint as this version writes it: a field added since the checkpoint was
+    written takes its default (what that run used).  Unchanged if it no longer loads (a field since removed)."""
+    try:
+        return config_to_dict(config_from_dict(cls, values, source=str(path)))
+    except LpdsError:
+        return values
 
 
 def read_checkpoint(path: str | Path, decoder_sha256: str | None) -> dict[str, Any]:

@@ -140,9 +140,7 @@ class EpisodeRecorder:
         self._append = append
         self.wait_for_episode = wait_for_episode
         self.state = self.IDLE
-        self._obs: list[np.ndarray] = []
-        self._actions: list[np.ndarray] = []
-        self._stamps: list[float] = []
+        self._steps: list[tuple[np.ndarray, np.ndarray, float]] = []  # (observation, action, stamp)
         self._start_stamp = -np.inf
         self.saved = 0
         self.discarded = 0
@@ -150,12 +148,12 @@ class EpisodeRecorder:
 
     @property
     def steps(self) -> int:
-        return len(self._actions)
+        return len(self._steps)
 
     def start(self) -> str:
         if self.state != self.IDLE:
             return f"already {self.state} (episode {self.started}); save (y/n) or discard (x) it first"
-        self._obs, self._actions, self._stamps = [], [], []
+        self._steps = []
         self.started += 1
         if self.wait_for_episode:
             self.state = self.WAITING
@@ -176,9 +174,7 @@ class EpisodeRecorder:
         """One control step (the observation and the action taken on it).  True when it was recorded."""
         if self.state != self.RECORDING or stamp < self._start_stamp - 1e-9:
             return False
-        self._obs.append(np.asarray(obs, dtype=np.float32).copy())
-        self._actions.append(np.asarray(action, dtype=np.float32).copy())
-        self._stamps.append(float(stamp))
+        self._steps.append((np.asarray(obs, dtype=np.float32).copy(), np.asarray(action, dtype=np.float32).copy(), float(stamp)))
         return True
 
     def save(self, success: bool) -> str:
@@ -188,15 +184,16 @@ class EpisodeRecorder:
         if self.state != self.RECORDING:
             return "no episode to save (press b to begin one)"
         self.state = self.IDLE
-        if not self._actions:
+        if not self._steps:
             return f"episode {self.started}: no steps recorded, nothing saved"
-        T = len(self._actions)
+        T = len(self._steps)
         rewards = np.zeros(T, np.float32)
         dones = np.zeros(T, bool)
         rewards[-1] = dones[-1] = bool(success)
-        where = self._append(np.stack(self._obs), np.stack(self._actions), rewards, dones, bool(success))
+        obs, actions, _ = zip(*self._steps)
+        where = self._append(np.stack(obs), np.stack(actions), rewards, dones, bool(success))
         self.saved += 1
-        self._obs, self._actions, self._stamps = [], [], []
+        self._steps = []
         return f"episode {self.started}: saved {T} steps as {'success' if success else 'failure'}" + (f" ({where})" if where else "")
 
     def episode_ended(self, success: bool, end_stamp: float = np.inf) -> str | None:
@@ -204,16 +201,16 @@ class EpisodeRecorder:
         outcome.  A step stamped at or after the end is the final state, recorded when its observation came
         before the end event (two topics, no order); its action was never executed, so it is dropped."""
         if self.state == self.RECORDING:
-            while self._stamps and self._stamps[-1] >= end_stamp - 1e-9:
-                self._obs.pop(), self._actions.pop(), self._stamps.pop()
+            while self._steps and self._steps[-1][2] >= end_stamp - 1e-9:
+                self._steps.pop()
             return self.save(success)
         return None
 
     def discard(self, why: str = "discarded") -> str | None:
         if self.state == self.IDLE:
             return None
-        T = len(self._actions)
+        T = len(self._steps)
         self.state = self.IDLE
-        self._obs, self._actions, self._stamps = [], [], []
+        self._steps = []
         self.discarded += 1
         return f"episode {self.started}: {why}, {T} steps dropped (nothing written)"
