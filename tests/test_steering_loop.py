@@ -139,6 +139,11 @@ def test_bench_caches_runs_and_writes_the_result_schema(tmp_path, toy_tasks, mon
     assert bench.cache_mismatch(dataclasses.replace(spec, options=spec.options + (("delta", 0.5),)), None) == "utd 0.25"
     spec = bench.plan(args)[2]
     assert bench.cache_mismatch(dataclasses.replace(spec, options=spec.options + (("delta", 0.5),)), None) == "delta 0.35"
+    # the base policy never updates: its runs count at any UTD or warm-up, not at another evaluation protocol
+    base_spec = bench.plan(args)[0]
+    assert base_spec.method == "base"
+    assert bench.cache_mismatch(dataclasses.replace(base_spec, options=spec.options + (("utd", 3.0), ("learning_starts", 8))), None) is None
+    assert bench.cache_mismatch(dataclasses.replace(base_spec, options=spec.options + (("eval_episodes", 5),)), None) == "eval_episodes 2"
 
     # --agent-config: method fields for the bench; a run cached without them does not count for it
     config = tmp_path / "agent.yaml"

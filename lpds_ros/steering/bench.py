@@ -72,6 +72,10 @@ EXPERIMENT_FIELDS = ("num_envs", "utd", "learning_starts", "buffer_size", "eval_
 bench's value (its flag, else the default).  Not here: the run's identity (task, method, seed, ...), δ
 (compared on its own), and what cannot change a result (device, threads, checkpoints, progress bars)."""
 
+TRAINING_FIELDS = ("utd", "learning_starts", "buffer_size")
+"""The ``EXPERIMENT_FIELDS`` that only act through updates: a method that never learns (``base``) ignores them, so
+its runs count for a bench at any value of them (the base cell of a ``--utd 2`` bench is the UTD-1 one)."""
+
 
 def _finetune_default(key: str) -> Any:
     from lpds_ros.steering.config import FinetuneConfig
@@ -96,7 +100,12 @@ def cache_mismatch(spec: RunSpec, sha256: str | None) -> str | None:
     # (LP-DS records the δ it ran under; without --delta that is the task's).
     ran = result.get("finetune_config", {})
     given = dict(spec.options)
+    from lpds_ros.steering.registry import get_method
+
+    learns = get_method(spec.method).learns
     for key in EXPERIMENT_FIELDS:  # the bench's other flags are δ (below), the device and checkpoint_every
+        if key in TRAINING_FIELDS and not learns:
+            continue
         want = given[key] if key in given else _finetune_default(key)
         if key in ran and ran[key] != want:
             return f"{key} {ran[key]!r}"

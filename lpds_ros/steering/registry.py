@@ -54,10 +54,12 @@ class Method:
     fixed: dict[str, Any] = field(default_factory=dict)
     """Config fields that define this method; a user config may not change them."""
     summary: str = ""
+    learns: bool = True
+    """False for a method that never updates (the base policy): the training settings cannot change its runs."""
 
 
 METHODS: dict[str, Method] = {
-    "base": Method(_build_base, BaseConfig, {}, "the frozen policy, w = ε ~ N(0, I)"),
+    "base": Method(_build_base, BaseConfig, {}, "the frozen policy, w = ε ~ N(0, I)", learns=False),
     "lpds": Method(_build_lpds, LPDSConfig, {"lagrange": True, "learn_scale": False},
                    "LP-DS: w = ε + Δ(s) under E‖Δ‖² ≤ δ with a learned multiplier"),
     "lpds-nolagrange": Method(_build_lpds, LPDSConfig, {"lagrange": False, "learn_scale": False},
