@@ -125,7 +125,7 @@ for run in sorted(pathlib.Path(sys.argv[1]).glob("runs/*/*/*/seed*")):
         print(f"{run}: done, {r['updates']} updates, {ms:.1f} ms/update, final return {r['final']['return']:.1f}")
     elif log.exists():
         lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-        evals = [x for x in lines if "return" in x or "eval/return" in x]
+        evals = [x for x in lines if x.get("type") == "eval"]
         print(f"{run}: stopped, {len(lines)} log lines, last {evals[-1] if evals else lines[-1] if lines else None}")
 EOF
 tail -n 30 /tmp/bench-*.log
