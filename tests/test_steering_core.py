@@ -46,6 +46,8 @@ def test_configs_reject_bad_values_naming_the_field():
         LPDSConfig(gamma=1.5)
     with pytest.raises(ValueError, match="activation"):
         DSRLConfig(activation="swish-typo")
+    with pytest.raises(ValueError, match="LPDSConfig.actor_gradient.*noise_critic, decoder"):
+        LPDSConfig(actor_gradient="q_a")
 
 
 def test_dual_ascent_raises_alpha_when_violated_and_returns_to_zero_when_slack():
@@ -189,9 +191,11 @@ def _mass_and_entropy(agent, n=1024):
     return (chunk[:, 0, 0] > 0).float().mean().item(), knn_entropy(chunk[:, 0, :], k=3).item()
 
 
-def test_lpds_moves_mass_to_the_rewarded_mode_within_the_trust_region_and_dsrl_loses_more_entropy():
+@pytest.mark.parametrize("actor_gradient", ["noise_critic", "decoder"])
+def test_lpds_moves_mass_to_the_rewarded_mode_within_the_trust_region_and_dsrl_loses_more_entropy(actor_gradient):
     delta = 0.25
-    lpds, deviations = _train_one_step_toy("lpds", LPDSConfig(delta=delta, lr=3e-3, **SMALL), 420)
+    config = LPDSConfig(delta=delta, lr=3e-3, actor_gradient=actor_gradient, **SMALL)
+    lpds, deviations = _train_one_step_toy("lpds", config, 420)
     base_mass, base_entropy = _mass_and_entropy(make_agent("base", BimodalDecoder()))
     mass, entropy = _mass_and_entropy(lpds)
     assert base_mass == pytest.approx(0.5, abs=0.05)
@@ -256,6 +260,7 @@ def test_distilled_noise_critic_matches_the_action_critic_on_prior_noise():
 @pytest.mark.parametrize("method,config", [
     ("dsrl", DSRLConfig(**SMALL)), ("dsrl-sac", DSRLConfig(**SMALL)), ("residual", ResidualConfig(**SMALL)),
     ("lpds", LPDSConfig(delta=0.3, distill_noise="fresh", **SMALL)), ("lpds-gauss", LPDSConfig(delta=0.3, **SMALL)),
+    ("lpds", LPDSConfig(delta=0.3, actor_gradient="decoder", **SMALL)),
 ])
 def test_every_method_updates_with_its_fixed_metric_keys(method, config):
     decoder = BimodalDecoder(obs_dim=3, action_dim=2, horizon=4, exec_horizon=2)
@@ -267,6 +272,25 @@ def test_every_method_updates_with_its_fixed_metric_keys(method, config):
     metrics = agent.update(_batch(agent))
     assert tuple(metrics) == agent.metric_keys and all(np.isfinite(v) for v in metrics.values())
     assert agent.policy_chunk(obs, torch.zeros(5, 4, 2)).shape == (5, 4, 2)
+
+
+@pytest.mark.parametrize("backbone", ["diffusion", "flow"])
+def test_decoder_actor_gradient_reaches_the_shift_and_leaves_the_decoder_frozen(backbone):
+    """actor_gradient="decoder": Δ_θ learns through Φ's K steps, Φ itself gets no gradient, and no Q^W exists."""
+    from lpds_ros.policies import make_policy
+    from lpds_ros.policies.config import PolicyConfig
+
+    torch.manual_seed(0)
+    decoder = make_policy(PolicyConfig(obs_dim=3, action_dim=2, backbone=backbone, horizon=4, exec_horizon=2,
+                                       hidden_dim=32, num_layers=1, cond_dim=16)).eval().requires_grad_(False)
+    frozen = {k: v.clone() for k, v in decoder.state_dict().items()}
+    agent = make_agent("lpds", decoder, LPDSConfig(delta=0.3, actor_gradient="decoder", **SMALL))
+    assert "q_w" not in agent.nets and "prior_latent" not in agent.extra_fields
+    shift_before = [p.clone() for p in agent.nets["delta"].parameters()]
+    agent.update(_batch(agent, reward=torch.linspace(-1, 1, 32)))
+    assert any(not torch.equal(a, b) for a, b in zip(shift_before, agent.nets["delta"].parameters()))
+    assert all(p.grad is None for p in decoder.parameters())
+    assert all(torch.equal(v, frozen[k]) for k, v in decoder.state_dict().items())
 
 
 def test_replay_buffer_wraps_and_round_trips(tmp_path):

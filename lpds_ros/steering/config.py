@@ -40,6 +40,10 @@ def task_delta(task: str) -> float:
     return TASK_DELTA.get(key.split("-")[0], DEFAULT_DELTA)
 
 
+ACTOR_GRADIENTS = ("noise_critic", "decoder")
+"""``LPDSConfig.actor_gradient``'s values."""
+
+
 def _bad(config: object, field: str, why: str) -> ConfigError:
     return ConfigError(f"{type(config).__name__}.{field} = {getattr(config, field)!r}: {why}")
 
@@ -117,6 +121,13 @@ class LPDSConfig(AgentConfig):
     """Critic warm-up: the first ``actor_delay`` updates train Q^A and Q^W only (Δ_θ stays 0, no dual step).
     0 is DESIGN §3's schedule, whose first evaluation after warm-up dipped ~10 points on franka-lift while the
     actor followed a still-poor critic (docs/results.md)."""
+    actor_gradient: str = "noise_critic"
+    """Where the actor's gradient in w comes from.  ``noise_critic``: ∇_w Q^W(s, w), the distilled noise critic
+    (DESIGN §3; the decoder is never differentiated).  ``decoder``: ∇_w min_j Q^A_j(s, Φ(s, w)), back-propagated
+    through the frozen decoder's K steps (Φ's weights get no gradient and stay frozen); Q^W is then not
+    needed and not trained.  Why: Q^W learns Q^A(s, Φ(s, ε)) by regression on one prior ε per replayed state,
+    so its slope in the H·d latent dimensions is only as good as that fit; Q^A's slope through Φ is exact
+    for the action critic.  It costs a differentiable decode per update (about 2× the update's time)."""
     learn_scale: bool = False
     """The Gaussian variant (``lpds-gauss``, DESIGN §3's optional one): w = μ_θ(s) + σ_θ(s) ⊙ ε with a learned
     per-dimension scale, under E_s[2·KL(N(μ, σ²) ‖ N(0, I))] = E_s[‖μ‖² + Σ(σ² − 1 − 2 log σ)] ≤ δ.  At σ = 1 the
@@ -137,6 +148,8 @@ class LPDSConfig(AgentConfig):
             raise _bad(self, "lagrange", "must be true or false")
         if not isinstance(self.actor_delay, int) or isinstance(self.actor_delay, bool) or self.actor_delay < 0:
             raise _bad(self, "actor_delay", "must be a non-negative integer")
+        if self.actor_gradient not in ACTOR_GRADIENTS:
+            raise _bad(self, "actor_gradient", f"must be one of {', '.join(ACTOR_GRADIENTS)}")
         if not isinstance(self.learn_scale, bool):
             raise _bad(self, "learn_scale", "must be true or false")
         if self.learn_scale and not self.lagrange:

@@ -7,7 +7,8 @@ Each ``update`` is, in order: one chunk-TD step of the action critic Q^A, one di
 noise critic Q^W onto Q^A(s, Φ(s, ε)) with prior ε, one actor step on
 E[Q^W(s, ε + Δ_θ(s)) − α'(‖Δ_θ(s)‖² − δ)], one projected dual step α ← max(0, α + η_α E[‖Δ‖² − δ]),
 and the Polyak step of Q^A's targets; ``actor_delay`` > 0 skips the actor and dual steps of the first
-updates (a critic warm-up).  The actor's multiplier α' = max(0, α + k_p E[‖Δ‖² − δ]) adds a proportional
+updates (a critic warm-up).  ``actor_gradient="decoder"`` climbs min_j Q^A_j(s, Φ(s, w)) instead of Q^W, by
+back-propagating through the frozen decoder, and skips the distillation step.  The actor's multiplier α' = max(0, α + k_p E[‖Δ‖² − δ]) adds a proportional
 term to the dual variable (PI-Lagrangian); k_p = 0 is the plain scheme of DESIGN §3, which oscillates
 around the bound (see ``LPDSConfig.dual_kp``).  ``lagrange=False`` is the ablation: α stays 0 and there is no bound.
 
@@ -41,7 +42,7 @@ LOG_SCALE_MIN, LOG_SCALE_MAX = -2.0, 1.0
 class LPDSAgent(SteeringAgent):
     name = "lpds"
     config_class = LPDSConfig
-    metric_keys = ("critic/td_loss", "critic/q_mean", "critic/distill_loss", "actor/loss", "actor/q_w",
+    metric_keys = ("critic/td_loss", "critic/q_mean", "critic/distill_loss", "actor/loss", "actor/q",
                    "actor/delta_sq", "actor/deviation", "actor/latent_std", "dual/alpha", "dual/alpha_effective",
                    "dual/violation")
 
@@ -54,17 +55,24 @@ class LPDSAgent(SteeringAgent):
         self.nets["delta"] = mlp(self.obs_dim, heads * self.latent_dim, hidden, act, zero_last=True)
         self.nets["q_a"] = TwinQ(self.obs_dim, self.exec_dim, hidden, act)
         self.nets["q_a_target"] = copy.deepcopy(self.nets["q_a"]).requires_grad_(False)
-        self.nets["q_w"] = mlp(self.obs_dim + self.latent_dim, 1, hidden, act)
+        if self.uses_noise_critic:
+            self.nets["q_w"] = mlp(self.obs_dim + self.latent_dim, 1, hidden, act)
         self.register_buffer("alpha", torch.tensor(float(c.alpha_init) if c.lagrange else 0.0))
         self.to(self.device)
         self.add_optimizer("delta", self.nets["delta"])
         self.add_optimizer("q_a", self.nets["q_a"])
-        self.add_optimizer("q_w", self.nets["q_w"])
+        if self.uses_noise_critic:
+            self.add_optimizer("q_w", self.nets["q_w"])
+
+    @property
+    def uses_noise_critic(self) -> bool:
+        """Whether the actor climbs Q^W (DESIGN §3) rather than Q^A through the decoder (``actor_gradient``)."""
+        return self.config.actor_gradient == "noise_critic"
 
     @property
     def extra_fields(self) -> dict[str, tuple[int, ...]]:
         fields = {"latent": (self.horizon, self.action_dim)}
-        if self.config.distill_noise == "replay":
+        if self.uses_noise_critic and self.config.distill_noise == "replay":
             fields |= {"prior_latent": (self.horizon, self.action_dim), "prior_action": (self.exec_horizon, self.action_dim)}
         return fields
 
@@ -101,7 +109,7 @@ class LPDSAgent(SteeringAgent):
         b = obs.shape[0]
         eps = self.randn(b, self.horizon, self.action_dim, generator=generator)
         w = eps if warmup else self.latent(obs, eps.flatten(1)).view_as(eps)
-        if self.config.distill_noise == "fresh":
+        if not (self.uses_noise_critic and self.config.distill_noise == "replay"):
             return self.decode(obs, w), {"latent": w}
         eps_prior = self.randn(b, self.horizon, self.action_dim, generator=generator)
         chunk, prior_chunk = self.decode(torch.cat([obs, obs]), torch.cat([w, eps_prior])).split(b)
@@ -130,23 +138,27 @@ class LPDSAgent(SteeringAgent):
         td_loss = twin_td_loss(nets["q_a"], x, batch["action"].flatten(1), y)
         self.step("q_a", td_loss)
 
-        # 2. Distil Q^W(s, ε) onto Q^A(s, Φ(s, ε)) with prior noise ε ~ N(0, I).
-        prior_latent, prior_action = prior_pairs(self, batch, obs)
-        d_loss = distill_loss(nets["q_w"], nets["q_a"], x, prior_latent, prior_action)
-        self.step("q_w", d_loss)
+        # 2. Distil Q^W(s, ε) onto Q^A(s, Φ(s, ε)) with prior noise ε ~ N(0, I) (not needed when the actor
+        # reads Q^A through the decoder).
+        d_loss = torch.zeros(())
+        if self.uses_noise_critic:
+            prior_latent, prior_action = prior_pairs(self, batch, obs)
+            d_loss = distill_loss(nets["q_w"], nets["q_a"], x, prior_latent, prior_action)
+            self.step("q_w", d_loss)
 
         # 3. Actor: maximise E[Q^W(s, ε + Δ_θ(s)) − α' (‖Δ_θ(s)‖² − δ)], α' = max(0, α + k_p (E‖Δ‖² − δ)),
         # 4. then projected dual ascent α ← max(0, α + η_α (E‖Δ‖² − δ)); both wait for the critic warm-up.
         # (lpds-gauss: w = μ + σ ⊙ ε, reparameterised, and the divergence in place of ‖Δ‖²)
-        delta, log_sigma = self._head(x)
-        divergence = self.divergence(delta, log_sigma).mean()
-        requires_grad_(nets["q_w"], False)
-        q_w = nets["q_w"](torch.cat([x, _latent(delta, log_sigma, self.randn(n, self.latent_dim))], dim=-1)).mean()
-        requires_grad_(nets["q_w"], True)
-        violation = divergence.detach() - c.delta
-        alpha = (self.alpha + c.dual_kp * violation).clamp_min(0.0) if c.lagrange else self.alpha
-        actor_loss = -q_w + alpha * (divergence - c.delta)
-        if self.num_updates >= c.actor_delay:
+        train_actor = self.num_updates >= c.actor_delay
+        with torch.set_grad_enabled(train_actor):  # the warm-up only logs the actor's terms
+            delta, log_sigma = self._head(x)
+            divergence = self.divergence(delta, log_sigma).mean()
+            w = _latent(delta, log_sigma, self.randn(n, self.latent_dim))
+            q_actor = self._actor_value(obs, x, w)
+            violation = divergence.detach() - c.delta
+            alpha = (self.alpha + c.dual_kp * violation).clamp_min(0.0) if c.lagrange else self.alpha
+            actor_loss = -q_actor + alpha * (divergence - c.delta)
+        if train_actor:
             self.step("delta", actor_loss)
             if c.lagrange:
                 self.alpha.copy_((self.alpha + c.dual_lr * violation).clamp_min(0.0))
@@ -155,12 +167,25 @@ class LPDSAgent(SteeringAgent):
         self.num_updates += 1
         return {
             "critic/td_loss": td_loss.item(), "critic/q_mean": y.mean().item(), "critic/distill_loss": d_loss.item(),
-            "actor/loss": actor_loss.item(), "actor/q_w": q_w.item(), "actor/delta_sq": delta.pow(2).sum(-1).mean().item(),
+            "actor/loss": actor_loss.item(), "actor/q": q_actor.item(), "actor/delta_sq": delta.pow(2).sum(-1).mean().item(),
             "actor/deviation": divergence.item(),
             "actor/latent_std": 1.0 if log_sigma is None else log_sigma.detach().exp().mean().item(),
             "dual/alpha": self.alpha.item(), "dual/alpha_effective": float(alpha),
             "dual/violation": violation.item(),
         }
+
+    def _actor_value(self, obs: Tensor, x: Tensor, w: Tensor) -> Tensor:
+        """E[Q(s, w)] for the actor, differentiable in w [B, H·d]: Q^W(s, w), or min_j Q^A_j(s, Φ(s, w)) with the
+        gradient through the frozen decoder (its weights need none: they stay frozen)."""
+        critic = self.nets["q_w"] if self.uses_noise_critic else self.nets["q_a"]
+        requires_grad_(critic, False)
+        if self.uses_noise_critic:
+            q = critic(torch.cat([x, w], dim=-1))
+        else:
+            chunk = self.decoder.decode(obs, w.view(-1, self.horizon, self.action_dim))
+            q = critic.min(x, chunk[:, : self.exec_horizon].flatten(1))
+        requires_grad_(critic, True)
+        return q.mean()
 
 
 def _latent(mu: Tensor, log_sigma: Tensor | None, eps: Tensor) -> Tensor:
