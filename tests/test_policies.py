@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -212,3 +213,25 @@ def test_decoder_exports_to_onnx(tmp_path, backbone):
     (onnx_out,) = ort.InferenceSession(str(path)).run(None, {"obs": obs.numpy(), "z": z.numpy()})
     with torch.no_grad():
         assert abs(onnx_out - policy.decode(obs, z).numpy()).max() < 1e-5
+
+
+SHIPPED = sorted(p for p in (Path(__file__).resolve().parents[1] / "models").iterdir() if (p / "config.json").is_file())
+
+
+@pytest.mark.parametrize("model", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_every_shipped_model_loads_and_fits_its_task(model):
+    """models/<task>-<backbone>: the task and backbone its name says, the task's obs/action sizes, and one
+    decode of the env's first observation inside the action box."""
+    from lpds_ros.envs import make_env
+
+    policy = load_policy(model)
+    task = json.loads((model / "config.json").read_text())["training"]["task"]
+    assert model.name == f"{task}-{policy.config.backbone}"
+    env = make_env(task)
+    try:
+        obs, _ = env.reset(seed=0)
+        assert (policy.obs_dim, policy.action_dim) == (obs.shape[0], env.action_space.shape[0])
+        chunk = policy.decode(torch.as_tensor(obs[None]), torch.zeros(1, policy.horizon, policy.action_dim))
+    finally:
+        env.close()
+    assert torch.isfinite(chunk).all() and chunk.abs().max() <= 1.0

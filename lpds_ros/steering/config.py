@@ -127,7 +127,9 @@ class LPDSConfig(AgentConfig):
     through the frozen decoder's K steps (Φ's weights get no gradient and stay frozen); Q^W is then not
     needed and not trained.  Why: Q^W learns Q^A(s, Φ(s, ε)) by regression on one prior ε per replayed state,
     so its slope in the H·d latent dimensions is only as good as that fit; Q^A's slope through Φ is exact
-    for the action critic.  It costs a differentiable decode per update (about 2× the update's time)."""
+    for the action critic.  It costs a differentiable decode per update (2-3× the update's time).  Measured on
+    hopper / diffusion (2 seeds, docs/gym_adroit.md): worse than ``noise_critic`` (610 against 675), because the
+    exact slope also finds where Q^A over-estimates; kept as an ablation."""
     learn_scale: bool = False
     """The Gaussian variant (``lpds-gauss``, DESIGN §3's optional one): w = μ_θ(s) + σ_θ(s) ⊙ ε with a learned
     per-dimension scale, under E_s[2·KL(N(μ, σ²) ‖ N(0, I))] = E_s[‖μ‖² + Σ(σ² − 1 − 2 log σ)] ≤ δ.  At σ = 1 the
