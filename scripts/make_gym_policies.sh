@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Rebuilds the gym (locomotion) and Adroit base policies under models/ from scratch: SAC expert (Adroit: the scripted
-# demonstrator) -> noised "medium" demos -> behaviour-cloned diffusion/flow policies.  One core throughout (OMP_NUM_THREADS=1, --threads 1); on the 2-core dev
-# box about 10-12 min of SAC per task plus a few minutes of pretraining per model.  See docs/gym_adroit.md.
+# demonstrator) -> noised "medium" demos -> behaviour-cloned diffusion/flow policies.  One core throughout
+# (OMP_NUM_THREADS=1, --threads 1); on the 2-core dev box about 10-12 min of SAC per task plus a few minutes of
+# pretraining per model.  See docs/gym_adroit.md.
 #
 # Recipe (DESIGN §6):
 #   - expert: the best checkpoint (by deterministic evaluation return) of `lpds expert` (the project's SAC), seed 0;

@@ -8,9 +8,10 @@ noise critic Q^W onto Q^A(s, Φ(s, ε)) with prior ε, one actor step on
 E[Q^W(s, ε + Δ_θ(s)) − α'(‖Δ_θ(s)‖² − δ)], one projected dual step α ← max(0, α + η_α E[‖Δ‖² − δ]),
 and the Polyak step of Q^A's targets; ``actor_delay`` > 0 skips the actor and dual steps of the first
 updates (a critic warm-up).  ``actor_gradient="decoder"`` climbs min_j Q^A_j(s, Φ(s, w)) instead of Q^W, by
-back-propagating through the frozen decoder, and skips the distillation step.  The actor's multiplier α' = max(0, α + k_p E[‖Δ‖² − δ]) adds a proportional
-term to the dual variable (PI-Lagrangian); k_p = 0 is the plain scheme of DESIGN §3, which oscillates
-around the bound (see ``LPDSConfig.dual_kp``).  ``lagrange=False`` is the ablation: α stays 0 and there is no bound.
+back-propagating through the frozen decoder, and skips the distillation step.  The actor's multiplier
+α' = max(0, α + k_p E[‖Δ‖² − δ]) adds a proportional term to the dual variable (PI-Lagrangian); k_p = 0 is
+the plain scheme of DESIGN §3, which oscillates around the bound (see ``LPDSConfig.dual_kp``).
+``lagrange=False`` is the ablation: α stays 0 and there is no bound.
 
 ``learn_scale=True`` is the Gaussian variant (``lpds-gauss``): the head outputs (μ, log σ), w = μ(s) + σ(s) ⊙ ε,
 and the constrained divergence is 2·KL(N(μ, σ²) ‖ N(0, I)) = ‖μ‖² + Σ(σ² − 1 − 2 log σ), which is ‖Δ‖² at
