@@ -71,9 +71,14 @@ class LPDSAgent(SteeringAgent):
         return self.config.actor_gradient == "noise_critic"
 
     @property
+    def stores_prior_pairs(self) -> bool:
+        """Whether acting decodes a prior (ε, Φ(s, ε)) pair for the replay buffer (Q^W's distillation reads it)."""
+        return self.uses_noise_critic and self.config.distill_noise == "replay"
+
+    @property
     def extra_fields(self) -> dict[str, tuple[int, ...]]:
         fields = {"latent": (self.horizon, self.action_dim)}
-        if self.uses_noise_critic and self.config.distill_noise == "replay":
+        if self.stores_prior_pairs:
             fields |= {"prior_latent": (self.horizon, self.action_dim), "prior_action": (self.exec_horizon, self.action_dim)}
         return fields
 
@@ -110,7 +115,7 @@ class LPDSAgent(SteeringAgent):
         b = obs.shape[0]
         eps = self.randn(b, self.horizon, self.action_dim, generator=generator)
         w = eps if warmup else self.latent(obs, eps.flatten(1)).view_as(eps)
-        if not (self.uses_noise_critic and self.config.distill_noise == "replay"):
+        if not self.stores_prior_pairs:
             return self.decode(obs, w), {"latent": w}
         eps_prior = self.randn(b, self.horizon, self.action_dim, generator=generator)
         chunk, prior_chunk = self.decode(torch.cat([obs, obs]), torch.cat([w, eps_prior])).split(b)
