@@ -60,6 +60,7 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/config/pretrain", glob("config/pretrain/*.yaml")),
         (f"share/{PACKAGE}/calibration", glob("calibration/*.yaml")),
         (f"share/{PACKAGE}/sim", glob("sim/*.xml")),
     ],

@@ -34,6 +34,7 @@ def small_policy(backbone: str, **overrides) -> GenerativePolicy:
 @pytest.mark.parametrize("field, value", [
     ("obs_dim", 0), ("horizon", -1), ("exec_horizon", 9), ("backbone", "gan"), ("beta_schedule", "sigmoid"),
     ("num_inference_steps", 0), ("num_inference_steps", 101), ("time_embed_dim", 7), ("hidden_dim", 1.5),
+    ("prediction_type", "v_prediction"), ("timestep_spacing", "linspace"),
 ])
 def test_config_rejects_bad_field_by_name(field, value):
     with pytest.raises(ConfigError, match=f"PolicyConfig.{field} "):
@@ -73,6 +74,31 @@ def test_ddim_schedule():
     assert len(abar) == 100 and all(a > b for a, b in zip(abar, abar[1:])) and abar[-1] < 1e-3
     assert ddim_timesteps(100, 5) == [80, 60, 40, 20, 0] and ddim_timesteps(100, 3) == [66, 33, 0]
     assert ddim_timesteps(100, 100) == list(range(99, -1, -1))
+    assert ddim_timesteps(100, 5, "trailing") == [99, 79, 59, 39, 19]
+    assert ddim_timesteps(100, 3, "trailing") == [99, 66, 32]
+    assert ddim_timesteps(100, 100, "trailing") == list(range(99, -1, -1))
+
+
+X0_TRAILING = dict(prediction_type="sample", timestep_spacing="trailing")
+
+
+def test_sample_prediction_trains_on_and_decodes_the_predicted_chunk():
+    """x_0 prediction: the loss target is the clean chunk, and DDIM lands on what the network predicts."""
+    policy = small_policy("diffusion", **X0_TRAILING)
+    target = torch.rand(4, 24) * 1.6 - 0.8  # a normalised chunk inside the clip box
+
+    class Oracle(torch.nn.Module):  # predicts ``target`` whatever x_t and t are
+        def forward(self, x, obs_n, t):
+            return target[: x.shape[0]]
+
+    policy.denoiser = Oracle()
+    obs, actions = torch.randn(4, 5), policy.unnormalize_actions(target.view(4, 8, 3))
+    assert policy.loss(obs, actions).item() < 1e-10
+    with torch.no_grad():
+        for z in (torch.zeros(4, 8, 3), 3 * torch.randn(4, 8, 3)):
+            assert torch.allclose(policy.decode(obs, z), actions, atol=1e-5)
+    policy.config.prediction_type = "epsilon"  # the same network read as a noise prediction is not a fit
+    assert policy.loss(obs, actions).item() > 0.1
 
 
 # ------------------------------------------------------------------------------------------------ decode
@@ -110,8 +136,9 @@ def test_decode_clips_to_action_box_and_checks_shapes(backbone):
 
 
 # --------------------------------------------------------------------------------------- bimodal toy fit
-@pytest.mark.parametrize("backbone", BACKBONE_NAMES)
-def test_fits_bimodal_toy_and_keeps_both_modes(backbone):
+@pytest.mark.parametrize("backbone, sampler", [("diffusion", {}), ("flow", {}), ("diffusion", X0_TRAILING)],
+                         ids=["diffusion", "flow", "diffusion-x0-trailing"])
+def test_fits_bimodal_toy_and_keeps_both_modes(backbone, sampler):
     g = torch.Generator().manual_seed(0)
     n = 4096
     sign = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
@@ -119,7 +146,7 @@ def test_fits_bimodal_toy_and_keeps_both_modes(backbone):
     obs = torch.tensor([0.3, -0.2]).expand(n, 2).clone()
     torch.manual_seed(0)
     policy = make_policy(PolicyConfig(obs_dim=2, action_dim=2, backbone=backbone, horizon=1, exec_horizon=1,
-                                      hidden_dim=128, num_layers=2, cond_dim=32, time_embed_dim=16))
+                                      hidden_dim=128, num_layers=2, cond_dim=32, time_embed_dim=16, **sampler))
     policy.set_normalizer(obs, actions)
     optimizer = torch.optim.Adam(policy.parameters(), lr=2e-3)
     for _ in range(1000):
@@ -134,8 +161,9 @@ def test_fits_bimodal_toy_and_keeps_both_modes(backbone):
         decoded = policy.decode(obs[:1].expand(2000, 2), z)
         nudged = policy.decode(obs[:1].expand(2000, 2), z + 0.01 * nudge)
     # A smooth latent -> action map (what steering needs): no jumps between modes inside tiny latent balls.
+    # Measured: diffusion 12, flow 22, diffusion-x0-trailing 7 (epsilon prediction from t = 99: 130).
     local_lipschitz = (nudged - decoded).flatten(1).norm(dim=1) / 0.01
-    assert local_lipschitz.max() < 50, local_lipschitz.max()  # measured: diffusion 12, flow 22 (DDIM from t = 99: 130)
+    assert local_lipschitz.max() < 50, local_lipschitz.max()
     centre = decoded.mean(dim=(1, 2))
     upper, lower, between = (centre > 0.3).float().mean(), (centre < -0.3).float().mean(), (centre.abs() < 0.3).float().mean()
     assert upper >= 0.2 and lower >= 0.2, (upper, lower)
@@ -201,10 +229,11 @@ def test_load_errors_are_one_line(tmp_path):
 
 # ------------------------------------------------------------------------------------------------- ONNX
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the TorchScript-based exporter (no onnxscript here)
-@pytest.mark.parametrize("backbone", BACKBONE_NAMES)
-def test_decoder_exports_to_onnx(tmp_path, backbone):
+@pytest.mark.parametrize("backbone, sampler", [("diffusion", {}), ("flow", {}), ("diffusion", X0_TRAILING)],
+                         ids=["diffusion", "flow", "diffusion-x0-trailing"])
+def test_decoder_exports_to_onnx(tmp_path, backbone, sampler):
     ort = pytest.importorskip("onnxruntime")
-    policy = small_policy(backbone).eval()
+    policy = small_policy(backbone, **sampler).eval()
     path = tmp_path / "decoder.onnx"
     torch.onnx.export(policy, (torch.randn(2, 5), torch.randn(2, 8, 3)), str(path), input_names=["obs", "z"],
                       output_names=["actions"], dynamic_axes={"obs": {0: "B"}, "z": {0: "B"}, "actions": {0: "B"}},
@@ -235,3 +264,17 @@ def test_every_shipped_model_loads_and_fits_its_task(model):
     finally:
         env.close()
     assert torch.isfinite(chunk).all() and chunk.abs().max() <= 1.0
+
+
+def test_shipped_pretrain_configs_build_a_policy_config():
+    """config/pretrain/*.yaml: every file is a valid `lpds pretrain --config` (the Adroit recipe uses one)."""
+    from lpds_ros.policies.train import TrainConfig, read_overrides
+
+    files = sorted((Path(__file__).resolve().parents[1] / "config" / "pretrain").glob("*.yaml"))
+    assert files
+    for path in files:
+        policy, train = read_overrides(str(path))
+        config = config_from_dict(PolicyConfig, {**policy, "obs_dim": 4, "action_dim": 2}, source=str(path))
+        config_from_dict(TrainConfig, train, source=str(path))
+        if path.stem == "diffusion_x0_trailing":
+            assert (config.prediction_type, config.timestep_spacing) == ("sample", "trailing")
