@@ -84,14 +84,14 @@ class DiffusionPolicy(GenerativePolicy):
             tt = torch.full((1,), t / T, dtype=x.dtype, device=x.device).expand(batch)
             out = self.denoiser(x, obs_n, tt)
             if predicts_sample:
-                x0 = out.clamp(-1.0, 1.0) if self.config.clip_sample else out
-                eps = (x - math.sqrt(abar_t) * x0) / math.sqrt(1 - abar_t)
+                x0 = out
             else:
                 eps = out
                 x0 = (x - math.sqrt(1 - abar_t) * eps) / math.sqrt(abar_t)
-                if self.config.clip_sample:
-                    x0 = x0.clamp(-1.0, 1.0)
-                    eps = (x - math.sqrt(abar_t) * x0) / math.sqrt(1 - abar_t)
+            if self.config.clip_sample:
+                x0 = x0.clamp(-1.0, 1.0)
+            if predicts_sample or self.config.clip_sample:  # the noise that the (clipped) x0 implies
+                eps = (x - math.sqrt(abar_t) * x0) / math.sqrt(1 - abar_t)
             x = math.sqrt(abar_prev) * x0 + math.sqrt(1 - abar_prev) * eps
         return x
 
