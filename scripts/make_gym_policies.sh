@@ -14,13 +14,16 @@
 #   - base policies: architecture and epochs fixed (the package defaults: 3 x 512 MLP denoiser, H = 8 / 4 executed;
 #     EPOCHS below), only the number of demos used for training varies.
 #
+#   - adroit-door: the same recipe as relocate's diffusion policy, from the scripted door demonstrator (100 successful
+#     episodes at noise 0.02, seeds 1000.., 109 attempts; the first 20 cloned, 150 epochs, ~2.5 min).
 #   - adroit-relocate: SAC from scratch does not learn the hand here, so the scripted demonstrator records 100
 #     successful episodes at noise 0.02 (seeds 1000.., 146 attempts); a flow policy on all 100 (150 epochs, ~10 min,
 #     DESIGN §6's cap) and a diffusion policy on the first 20 (150 epochs, ~3.5 min) that predicts x_0 and samples
 #     from t = T - 1 (config/pretrain/diffusion_x0_trailing.yaml): the default epsilon / leading-timestep diffusion
 #     does not fit this task's finger commands (docs/gym_adroit.md).
 #
-# Usage: bash scripts/make_gym_policies.sh [task ...]     (default: hopper walker2d halfcheetah adroit-relocate)
+# Usage: bash scripts/make_gym_policies.sh [task ...]     (default: hopper walker2d halfcheetah adroit-relocate
+#        adroit-door)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LPDS=.venv/bin/lpds
@@ -66,4 +69,12 @@ if [ ${#TASKS_WANTED[@]} -eq 0 ] || [[ " ${TASKS_WANTED[*]} " =~ " adroit-reloca
     rm -rf models/adroit-relocate-diffusion
     $LPDS pretrain --task adroit-relocate --demos demos/adroit-relocate.hdf5 --backbone diffusion --max-demos 20 \
         --epochs 150 --seed 0 --config config/pretrain/diffusion_x0_trailing.yaml --out models/adroit-relocate-diffusion
+fi
+
+if [ ${#TASKS_WANTED[@]} -eq 0 ] || [[ " ${TASKS_WANTED[*]} " =~ " adroit-door " ]]; then
+    $LPDS collect --task adroit-door --noise 0.02 --episodes 100 --successful-only --seed 1000 \
+        --out demos/adroit-door.hdf5 --overwrite
+    rm -rf models/adroit-door-diffusion
+    $LPDS pretrain --task adroit-door --demos demos/adroit-door.hdf5 --backbone diffusion --max-demos 20 \
+        --epochs 150 --seed 0 --config config/pretrain/diffusion_x0_trailing.yaml --out models/adroit-door-diffusion
 fi

@@ -1,5 +1,5 @@
 """Scripted demonstrators for the Franka tasks (waypoints read from the observation only) and the registry
-of every task's demonstrator (``DEMONSTRATORS``; Adroit relocate's lives in ``adroit_scripted``).
+of every task's demonstrator (``DEMONSTRATORS``; Adroit relocate's and door's live in ``adroit_scripted``).
 
 ``make_demonstrator(task, noise, seed)`` returns an object with ``reset()`` (call at every episode start)
 and ``act(obs) -> action`` (float32, in the task's ``Box(-1, 1, (4,))``).  Each demonstrator is a small
@@ -33,7 +33,7 @@ import time
 
 import numpy as np
 
-from lpds_ros.data.adroit_scripted import RelocateDemonstrator
+from lpds_ros.data.adroit_scripted import DoorDemonstrator, RelocateDemonstrator
 from lpds_ros.errors import LpdsError
 
 GAIN = 0.3  #: fraction of the position error commanded per control step
@@ -247,16 +247,17 @@ class InsertDemonstrator(Demonstrator):
         return eef + np.append(xy_err, dz), CLOSE
 
 
-DEMONSTRATORS: dict[str, type[Demonstrator | RelocateDemonstrator]] = {
+DEMONSTRATORS: dict[str, type[Demonstrator | RelocateDemonstrator | DoorDemonstrator]] = {
     "franka-lift": LiftDemonstrator,
     "franka-pickplace": PickPlaceDemonstrator,
     "franka-insert": InsertDemonstrator,
     "adroit-relocate": RelocateDemonstrator,
+    "adroit-door": DoorDemonstrator,
 }
 
 
 def make_demonstrator(task: str, noise: float = 0.0, seed: int | None = None,
-                      obs_layout: dict[str, int] | None = None) -> Demonstrator | RelocateDemonstrator:
+                      obs_layout: dict[str, int] | None = None) -> Demonstrator | RelocateDemonstrator | DoorDemonstrator:
     """The scripted demonstrator of ``task``; ``obs_layout`` defaults to the task's own layout."""
     if task not in DEMONSTRATORS:
         raise LpdsError(f"no scripted demonstrator for task {task!r}; available: {', '.join(DEMONSTRATORS)}")
