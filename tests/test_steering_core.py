@@ -305,3 +305,15 @@ def test_replay_buffer_wraps_and_round_trips(tmp_path):
     assert other.ptr == 1 and all(np.array_equal(other.data[k], buffer.data[k]) for k in fields)
     with pytest.raises(LpdsError, match="does not fit"):
         ReplayBuffer(6, fields).load(tmp_path / "b.npz")
+
+
+def test_residual_zero_init_mean_starts_at_the_base_policy():
+    decoder = BimodalDecoder(obs_dim=3, action_dim=2, horizon=4, exec_horizon=2)
+    obs, eps = torch.randn(16, 3), torch.randn(16, 4, 2, generator=torch.Generator().manual_seed(1))
+    base = decoder.decode(obs, eps)
+    zeroed = make_agent("residual", decoder, ResidualConfig(zero_init_mean=True, **SMALL))
+    assert torch.equal(zeroed.policy_chunk(obs, eps), base)
+    assert zeroed.deviation(obs) == 0.0
+    # the default (random) mean does move the step-0 policy
+    default = make_agent("residual", decoder, ResidualConfig(**SMALL))
+    assert (default.policy_chunk(obs, eps) - base).abs().max() > 1e-4

@@ -192,6 +192,10 @@ class ResidualConfig(SACConfig):
     """β: the largest residual per action dimension (actions live in [-1, 1])."""
     target_entropy_per_dim: float = -1.0
     """SAC's usual −1 per residual dimension."""
+    zero_init_mean: bool = False
+    """Start the actor's mean at exactly 0, so the mean-residual policy is the base policy at step 0 (as LP-DS's
+    zero-initialised Δ_θ is).  Off by default: every residual number so far ran without it, and on Adroit
+    relocate the random initial mean (up to β per dimension) took the step-0 success from 30% to 0%."""
 
 
 @dataclass

@@ -69,10 +69,15 @@ class TanhGaussian(nn.Module):
     """
 
     def __init__(self, in_dim: int, out_dim: int, hidden_dims: tuple[int, ...], activation: str,
-                 bound: float) -> None:
+                 bound: float, zero_mean: bool = False) -> None:
         super().__init__()
         self.out_dim = out_dim
         self.net = mlp(in_dim, 2 * out_dim, hidden_dims, activation)
+        if zero_mean:  # μ ≡ 0 at initialisation, so mode() is exactly 0 (σ keeps its usual random start)
+            last = self.net[-1]
+            with torch.no_grad():
+                last.weight[:out_dim].zero_()
+                last.bias[:out_dim].zero_()
         self.register_buffer("bound", torch.tensor(float(bound)))
 
     def mean_and_log_std(self, x: Tensor) -> tuple[Tensor, Tensor]:

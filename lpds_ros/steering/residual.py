@@ -35,7 +35,8 @@ class ResidualAgent(SteeringAgent):
     def __init__(self, decoder, config: ResidualConfig, seed: int = 0, device: str = "cpu") -> None:
         super().__init__(decoder, config, seed, device)
         hidden, act = config.hidden_dims, config.activation
-        self.nets["actor"] = TanhGaussian(self.obs_dim + self.exec_dim, self.exec_dim, hidden, act, bound=config.bound)
+        self.nets["actor"] = TanhGaussian(self.obs_dim + self.exec_dim, self.exec_dim, hidden, act, bound=config.bound,
+                                          zero_mean=config.zero_init_mean)
         self.nets["q_a"] = TwinQ(self.obs_dim, self.exec_dim, hidden, act)
         self.nets["q_a_target"] = copy.deepcopy(self.nets["q_a"]).requires_grad_(False)
         self.log_temperature = nn.Parameter(torch.tensor(math.log(config.init_temperature)))
