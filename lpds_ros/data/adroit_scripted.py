@@ -41,8 +41,9 @@ a fixed axis).  Three measured facts shape it (docs/gym_adroit.md, "Door"):
   in 0.6 s at latch 0.7 / 1.1 / 1.4), so the lever must be pressed down ~70°, far along its arc;
 - the hand must **roll with the lever** (ARRz = 1.2 · latch, capped): with a position-only IK the pressed
   lever turns into the gap between the index and the middle finger and wedges there;
-- opening to 1.35 rad while holding the handle is at the arm's reach for most door placements, so the wrist
-  joints are in the IK too (they add ~5 cm) and the pull is fast: the door's momentum carries it the rest.
+- opening to 1.35 rad while holding the handle is beyond the arm's reach for most door placements, so the
+  wrist joints are in the IK too (they add ~5 cm) and the pull is fast: the handle slips out of the hand
+  at ~1 rad, and the door's momentum carries it past 1.35 rad.
 """
 from __future__ import annotations
 
