@@ -158,7 +158,14 @@ def test_realsense_node_publishes_image_and_camera_info(tmp_path):
         image, info = images[-1], infos[-1]
         assert (image.width, image.height, image.encoding) == (64, 48, "rgb8")
         assert image.header.frame_id == info.header.frame_id == "camera_color_optical_frame"
-        assert any(i.header.stamp == image.header.stamp for i in infos)  # each image has its CameraInfo
+        # each image comes with its CameraInfo (same stamp); the two subscriptions match and receive
+        # independently, so wait for a pair rather than expect the newest image's info to be there already
+        def stamps(msgs):
+            return {(m.header.stamp.sec, m.header.stamp.nanosec) for m in list(msgs)}
+
+        while not stamps(images) & stamps(infos) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert stamps(images) & stamps(infos)
         np.testing.assert_allclose(np.reshape(info.k, (3, 3)), source.intrinsics.K)
         assert info.distortion_model == "plumb_bob" and list(info.d) == pytest.approx([0.1, -0.05, 0.0, 0.0, 0.01])
         assert convert.image_to_numpy(image).shape == (48, 64, 3)
