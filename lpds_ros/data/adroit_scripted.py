@@ -73,6 +73,8 @@ class _HandScript:
 
     task = ""
     obs_dim = 0
+    FINGER_CLOSE = 1.2  #: flexion target of every finger joint when grasping (radians; range 0–1.6)
+    FINGER_RATE = 0.1  #: largest change of a finger target per step (radians)
 
     def __init__(self, obs_layout: dict[str, int], noise: float = 0.0, seed: int | None = None) -> None:
         import mujoco
@@ -97,6 +99,21 @@ class _HandScript:
         self.settle = -self.model.actuator_biasprm[:, 1] / gain  # command per unit of settled joint position
         self.gain = gain
         inner.close()
+
+    def reset(self) -> None:
+        """Start a new episode: first phase, hand command back to the rest pose."""
+        self.phase = "reach"
+        self.count = 0
+        self.command = np.zeros(self.model.nu)  # joint-position targets, radians / metres
+
+    def _grasp_targets(self, actuator_offset: int) -> np.ndarray:
+        """Joint targets of the closed hand (fingers flexed, thumb opposed); ``actuator_offset``: how many
+        actuators lower this hand's fingers sit than relocate's."""
+        grasp = np.zeros(self.model.nu)
+        grasp[FLEXION - actuator_offset] = self.FINGER_CLOSE
+        for index, value in THUMB_GRASP.items():
+            grasp[index - actuator_offset] = value
+        return grasp
 
     def _check(self, obs: np.ndarray) -> np.ndarray:
         obs = np.asarray(obs, dtype=np.float64)
@@ -150,8 +167,6 @@ class RelocateDemonstrator(_HandScript):
 
     task = "adroit-relocate"
     obs_dim = 39
-    FINGER_CLOSE = 1.2  #: flexion target of every finger joint when grasping (radians; range 0–1.6)
-    FINGER_RATE = 0.1  #: largest change of a finger target per step (radians)
     REACH_RATE = 0.2  #: largest arm target − observed joint position while reaching (m or rad)
     CARRY_RATE = 0.15  #: the same while holding the ball
     HOVER = 0.08  #: height above the grasp point from which the hand descends (m)
@@ -161,17 +176,8 @@ class RelocateDemonstrator(_HandScript):
 
     def __init__(self, obs_layout: dict[str, int], noise: float = 0.0, seed: int | None = None) -> None:
         super().__init__(obs_layout, noise, seed)
-        self.grasp = np.zeros(self.model.nu)
-        self.grasp[FLEXION] = self.FINGER_CLOSE
-        for index, value in THUMB_GRASP.items():
-            self.grasp[index] = value
+        self.grasp = self._grasp_targets(0)
         self.reset()
-
-    def reset(self) -> None:
-        """Start a new episode: first phase, hand command back to the rest pose."""
-        self.phase = "reach"
-        self.count = 0
-        self.command = np.zeros(self.model.nu)  # joint-position targets, radians / metres (fingers: remembered)
 
     def _plan(self, palm: np.ndarray, ball: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, bool]:
         """(grasp-site waypoint, fingers closed?) for this step; advances the phase machine."""
@@ -233,8 +239,6 @@ class DoorDemonstrator(_HandScript):
     ROLL_LATCH_CAP = 1.4  #: latch angle beyond which the roll stops following (rad)
     HOVER = np.array([0.0, -0.04, 0.07])  #: grasp site relative to the handle before the descent (m)
     GRIP = np.array([0.0, -0.04, 0.01])  #: grasp site relative to the handle while holding it (m): 4 cm short of it
-    FINGER_CLOSE = 1.2  #: flexion target of every finger joint when grasping (radians)
-    FINGER_RATE = 0.1  #: largest change of a finger target per step (radians)
     GRASP_STEPS = 5  #: steps the fingers close before pressing
     UNLATCHED = 1.2  #: latch angle from which the door can swing (rad)
     PRESS_LEAD = 0.3  #: how far along the lever's arc the press waypoint leads the handle (m)
@@ -246,17 +250,8 @@ class DoorDemonstrator(_HandScript):
 
     def __init__(self, obs_layout: dict[str, int], noise: float = 0.0, seed: int | None = None) -> None:
         super().__init__(obs_layout, noise, seed)
-        self.grasp = np.zeros(self.model.nu)
-        self.grasp[FLEXION - DOOR_HAND_OFFSET] = self.FINGER_CLOSE
-        for index, value in THUMB_GRASP.items():
-            self.grasp[index - DOOR_HAND_OFFSET] = value
+        self.grasp = self._grasp_targets(DOOR_HAND_OFFSET)
         self.reset()
-
-    def reset(self) -> None:
-        """Start a new episode: first phase, hand command back to the rest pose."""
-        self.phase = "reach"
-        self.count = 0
-        self.command = np.zeros(self.model.nu)
 
     def _hand_qpos(self, obs: np.ndarray) -> np.ndarray:
         """All 28 hand joints: the observed 27 plus ARTz, recovered from the observed palm position (ARTz is
