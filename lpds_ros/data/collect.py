@@ -69,6 +69,8 @@ def collect(task: str, episodes: int, noise: float, out: str | Path, seed: int =
             raise LpdsError(f"{task} has no scripted demonstrator; pass --expert DIR (train one with "
                             f"`lpds expert --task {task}`)")
         demonstrator = make_demonstrator(task, noise=noise, seed=seed)
+    if getattr(demonstrator, "privileged", False):  # plans from the simulator's state (the pen's MPPI)
+        demonstrator.attach(env)
     meta = env.unwrapped.env_meta()
     meta.update(demonstrator=type(demonstrator).__name__, noise=noise, seed=seed)
     if expert_meta is not None:

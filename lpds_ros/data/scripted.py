@@ -1,5 +1,6 @@
 """Scripted demonstrators for the Franka tasks (waypoints read from the observation only) and the registry
-of every task's demonstrator (``DEMONSTRATORS``; Adroit relocate's and door's live in ``adroit_scripted``).
+of every task's demonstrator (``DEMONSTRATORS``; Adroit relocate's and door's live in ``adroit_scripted``,
+the pen's planner in ``adroit_mpc``).
 
 ``make_demonstrator(task, noise, seed)`` returns an object with ``reset()`` (call at every episode start)
 and ``act(obs) -> action`` (float32, in the task's ``Box(-1, 1, (4,))``).  Each demonstrator is a small
@@ -33,6 +34,7 @@ import time
 
 import numpy as np
 
+from lpds_ros.data.adroit_mpc import PenDemonstrator
 from lpds_ros.data.adroit_scripted import DoorDemonstrator, RelocateDemonstrator
 from lpds_ros.errors import LpdsError
 
@@ -247,25 +249,32 @@ class InsertDemonstrator(Demonstrator):
         return eef + np.append(xy_err, dz), CLOSE
 
 
-DEMONSTRATORS: dict[str, type[Demonstrator | RelocateDemonstrator | DoorDemonstrator]] = {
+DEMONSTRATORS: dict[str, type[Demonstrator | RelocateDemonstrator | DoorDemonstrator | PenDemonstrator]] = {
     "franka-lift": LiftDemonstrator,
     "franka-pickplace": PickPlaceDemonstrator,
     "franka-insert": InsertDemonstrator,
     "adroit-relocate": RelocateDemonstrator,
     "adroit-door": DoorDemonstrator,
+    "adroit-pen": PenDemonstrator,
 }
 
 
 def make_demonstrator(task: str, noise: float = 0.0, seed: int | None = None,
-                      obs_layout: dict[str, int] | None = None) -> Demonstrator | RelocateDemonstrator | DoorDemonstrator:
-    """The scripted demonstrator of ``task``; ``obs_layout`` defaults to the task's own layout."""
+                      obs_layout: dict[str, int] | None = None, env=None):
+    """The scripted demonstrator of ``task``; ``obs_layout`` defaults to the task's own layout.
+
+    ``env``: the env it will act in.  A privileged demonstrator (``privileged = True``, the pen's planner)
+    reads that env's simulator state and is attached to it here; the others ignore it."""
     if task not in DEMONSTRATORS:
         raise LpdsError(f"no scripted demonstrator for task {task!r}; available: {', '.join(DEMONSTRATORS)}")
     if obs_layout is None:
         from lpds_ros.envs import env_class
 
         obs_layout = env_class(task).layout()
-    return DEMONSTRATORS[task](obs_layout, noise=noise, seed=seed)
+    demonstrator = DEMONSTRATORS[task](obs_layout, noise=noise, seed=seed)
+    if env is not None and getattr(demonstrator, "privileged", False):
+        demonstrator.attach(env)
+    return demonstrator
 
 
 def run_demonstrator(task: str, episodes: int, noise: float, seed: int = 0) -> dict:
@@ -274,7 +283,7 @@ def run_demonstrator(task: str, episodes: int, noise: float, seed: int = 0) -> d
     from lpds_ros.envs import make_env
 
     env = make_env(task)
-    demo = make_demonstrator(task, noise=noise, seed=seed, obs_layout=env.unwrapped.obs_layout)
+    demo = make_demonstrator(task, noise=noise, seed=seed, obs_layout=env.unwrapped.obs_layout, env=env)
     successes, lengths = [], []
     start = time.perf_counter()
     for i in range(episodes):

@@ -1,0 +1,136 @@
+"""A model-predictive demonstrator for Adroit pen: the project's own pen expert (no human demos here).
+
+The pen task (turn a free pen in the hand to a random goal orientation within 100 steps, 1 s) has no simple
+script: the pen rolls on the fingers, and how it rolls depends on contacts the observation does not show.
+So its demonstrator plans.  At every control step it runs MPPI (model-predictive path integral control) on
+the env's own MuJoCo model:
+
+1. take the simulation's exact state (``attach(env)`` hands it the env; see "Privileged" below);
+2. sample ``samples`` control sequences of ``horizon`` steps around the current plan (Gaussian, std
+   ``sigma`` on the normalised action, clipped to [−1, 1]; the plan itself is the first candidate);
+3. roll each one out with MuJoCo's C ``rollout`` (frame skip 5, as the env steps) and score it by the
+   env's dense reward at every control step (−distance + orientation cosine, +10 / +50 near the goal),
+   with a dropped pen (z < 0.075) costing ``drop_cost`` per step instead of the env's 5;
+4. the new plan is the softmax(score / ``temperature``)-weighted mean of the candidates; send its first
+   action, shift the plan by one step (the last step repeated).
+
+**Privileged.**  The demonstrator reads the simulator's true state (``env.unwrapped.env.data``), not only
+the observation, because the observation leaves out the hand's joint velocities and planning from an
+estimate of them solved 1 of 6 episodes where the true state solved 4 (docs/gym_adroit.md, "Pen").  This
+is legitimate for a data generator: what ``lpds collect`` records is the observation and the action, as for
+every other demonstrator, and the policies cloned from it act from the observation alone.  The price is
+that ``act`` works only after ``attach`` (``collect`` and ``run_demonstrator`` do that), so the pen
+demonstrator cannot drive a robot, which is fine: it exists to make demos.
+
+Noise: ``noise`` is the std of Gaussian noise added to the sent action (then clipped), from the same
+seeded generator as the sampling, as for the other demonstrators.  Cost: ``samples × horizon × 5``
+physics substeps per control step (32 × 30 × 5 = 4,800 by default), about 14–20 s per 100-step episode
+on one core.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from lpds_ros.errors import LpdsError
+
+GOAL_DISTANCE = 0.075
+"""The env's position tolerance (m): the goal bonus and ``info["success"]`` need the pen this close."""
+DROP_HEIGHT = 0.075
+"""Pen height (m) below which the env counts it as dropped."""
+
+
+class PenDemonstrator:
+    """MPPI expert of ``adroit-pen``: ``attach(env)`` once, ``reset()`` at every episode start, ``act(obs)``."""
+
+    task = "adroit-pen"
+    obs_dim = 45
+    privileged = True  #: ``act`` reads the attached env's simulator state; see the module docstring
+
+    def __init__(self, obs_layout: dict[str, int], noise: float = 0.0, seed: int | None = None, *,
+                 samples: int = 32, horizon: int = 30, sigma: float = 0.5, temperature: float = 1.0,
+                 drop_cost: float = 50.0) -> None:
+        if noise < 0:
+            raise LpdsError(f"demonstrator noise must be >= 0, got {noise}")
+        got = int(sum(obs_layout.values()))
+        if got != self.obs_dim:
+            raise LpdsError(f"{self.task} demonstrator: expects the {self.obs_dim}-d observation, got {got}")
+        if samples < 2 or horizon < 1 or sigma <= 0 or temperature <= 0:
+            raise LpdsError(f"{self.task} demonstrator: needs samples >= 2, horizon >= 1, sigma > 0 and "
+                            f"temperature > 0, got {samples}, {horizon}, {sigma}, {temperature}")
+        self.noise = float(noise)
+        self.rng = np.random.default_rng(seed)
+        self.samples, self.horizon = int(samples), int(horizon)
+        self.sigma, self.temperature, self.drop_cost = float(sigma), float(temperature), float(drop_cost)
+        self.sim = None
+        self.reset()
+
+    def attach(self, env) -> None:
+        """Plan in ``env`` (the ``adroit-pen`` task env, wrapped or not) from its simulator's true state."""
+        import mujoco
+
+        task_env = getattr(env, "unwrapped", env)
+        if getattr(task_env, "task_name", None) != self.task:
+            raise LpdsError(f"{self.task} demonstrator: attach it to an {self.task} env, "
+                            f"not {getattr(task_env, 'task_name', type(task_env).__name__)!r}")
+        sim = task_env.env.unwrapped  # the gymnasium-robotics env: its model, data, action scaling and site ids
+        self._mj = mujoco
+        self.sim = sim
+        self.model = sim.model
+        self.scratch = mujoco.MjData(sim.model)  # the rollouts' workspace and the scoring's kinematics
+        self.frame_skip = int(sim.frame_skip)
+        self.act_mean = np.asarray(sim.act_mean, dtype=np.float64)
+        self.act_rng = np.asarray(sim.act_rng, dtype=np.float64)
+        self.state_kind = mujoco.mjtState.mjSTATE_FULLPHYSICS  # what rollout takes and returns
+        self.state = np.empty(mujoco.mj_stateSize(sim.model, self.state_kind))
+        self.qpos = slice(1, 1 + sim.model.nq)  # FULLPHYSICS = [time, qpos, qvel, act, ...]
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new episode: the plan goes back to the zero (mid-range) action."""
+        nu = 0 if self.sim is None else self.model.nu
+        self.plan = np.zeros((self.horizon, nu))
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        obs = np.asarray(obs, dtype=np.float64)
+        if obs.shape != (self.obs_dim,):
+            raise LpdsError(f"{self.task} demonstrator: observation must have shape ({self.obs_dim},), got {obs.shape}")
+        if self.sim is None:
+            raise LpdsError(f"{self.task} demonstrator: plans from the simulator's state; call attach(env) first "
+                            f"(it cannot drive a robot, only make demos)")
+        from mujoco import rollout
+
+        mj, sim = self._mj, self.sim
+        mj.mj_getState(self.model, sim.data, self.state, self.state_kind)
+        candidates = self.plan[None] + self.rng.normal(0.0, self.sigma, (self.samples, self.horizon, self.model.nu))
+        candidates[0] = self.plan
+        candidates = np.clip(candidates, -1.0, 1.0)
+        control = np.repeat(self.act_mean + candidates * self.act_rng, self.frame_skip, axis=1)
+        states, _ = rollout.rollout(self.model, self.scratch, self.state[None], control)
+        score = self._score(states[:, self.frame_skip - 1:: self.frame_skip], goal_axis=obs[36:39])
+        weights = np.exp((score - score.max()) / self.temperature)
+        self.plan = np.tensordot(weights / weights.sum(), candidates, axes=1)
+        action = self.plan[0].copy()
+        self.plan = np.concatenate([self.plan[1:], self.plan[-1:]])
+        if self.noise > 0:
+            action = action + self.rng.normal(0.0, self.noise, size=action.shape)
+        return np.clip(action, -1.0, 1.0).astype(np.float32)
+
+    def _score(self, states: np.ndarray, goal_axis: np.ndarray) -> np.ndarray:
+        """Summed dense reward of each candidate, from its states at the control steps (K, T, nstate)."""
+        mj, sim, d = self._mj, self.sim, self.scratch
+        goal = sim.data.site_xpos[sim.eps_ball_site_id]
+        top, bottom, body = sim.obj_t_site_id, sim.obj_b_site_id, sim.obj_body_id
+        flat = states.reshape(-1, states.shape[-1])
+        pos = np.empty((len(flat), 3))
+        axis = np.empty((len(flat), 3))
+        for i, row in enumerate(flat):
+            d.qpos[:] = row[self.qpos]
+            mj.mj_kinematics(self.model, d)
+            pos[i] = d.xpos[body]
+            axis[i] = d.site_xpos[top] - d.site_xpos[bottom]
+        distance = np.linalg.norm(pos - goal, axis=1)
+        similarity = axis @ goal_axis / sim.pen_length
+        near = distance < GOAL_DISTANCE
+        reward = (-distance + similarity + 10.0 * (near & (similarity > 0.9)) + 50.0 * (near & (similarity > 0.95))
+                  - self.drop_cost * (pos[:, 2] < DROP_HEIGHT))
+        return reward.reshape(states.shape[:2]).sum(axis=1)
