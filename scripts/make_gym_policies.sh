@@ -22,8 +22,13 @@
 #     from t = T - 1 (config/pretrain/diffusion_x0_trailing.yaml): the default epsilon / leading-timestep diffusion
 #     does not fit this task's finger commands (docs/gym_adroit.md).
 #
+#   - adroit-pen: the MPPI demonstrator (lpds_ros/data/adroit_mpc.py; plans from the simulator's state) records 30
+#     successful episodes without added noise (seeds 1000..; ~15-20 s per attempt, about half succeed: ~20 min on
+#     one core); the diffusion recipe on the first 20, but 600 epochs: 150 are only 1,200 gradient steps on the
+#     pen's 2,000 pairs, and that clone scored 10% where 600 epochs score 20% (docs/gym_adroit.md, "Pen").
+#
 # Usage: bash scripts/make_gym_policies.sh [task ...]     (default: hopper walker2d halfcheetah adroit-relocate
-#        adroit-door)
+#        adroit-door adroit-pen)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LPDS=.venv/bin/lpds
@@ -77,4 +82,12 @@ if [ ${#TASKS_WANTED[@]} -eq 0 ] || [[ " ${TASKS_WANTED[*]} " =~ " adroit-door "
     rm -rf models/adroit-door-diffusion
     $LPDS pretrain --task adroit-door --demos demos/adroit-door.hdf5 --backbone diffusion --max-demos 20 \
         --epochs 150 --seed 0 --config config/pretrain/diffusion_x0_trailing.yaml --out models/adroit-door-diffusion
+fi
+
+if [ ${#TASKS_WANTED[@]} -eq 0 ] || [[ " ${TASKS_WANTED[*]} " =~ " adroit-pen " ]]; then
+    $LPDS collect --task adroit-pen --noise 0 --episodes 30 --successful-only --seed 1000 \
+        --out demos/adroit-pen.hdf5 --overwrite
+    rm -rf models/adroit-pen-diffusion
+    $LPDS pretrain --task adroit-pen --demos demos/adroit-pen.hdf5 --backbone diffusion --max-demos 20 \
+        --epochs 600 --seed 0 --config config/pretrain/diffusion_x0_trailing.yaml --out models/adroit-pen-diffusion
 fi
