@@ -26,9 +26,12 @@
 #     successful episodes without added noise (seeds 1000..; ~15-20 s per attempt, about half succeed: ~20 min on
 #     one core); the diffusion recipe on the first 20, but 600 epochs: 150 are only 1,200 gradient steps on the
 #     pen's 2,000 pairs, and that clone scored 10% where 600 epochs score 20% (docs/gym_adroit.md, "Pen").
+#   - adroit-hammer: the same planner with a hammer score records 30 successful episodes without added noise (seeds
+#     1000.., 33 attempts, ~45 s each: ~25 min on one core); the pen's recipe (first 20, 600 epochs, ~5.5 min) gives
+#     29% (30 demos: 19%; 150 epochs: 13%; docs/gym_adroit.md, "Hammer").
 #
 # Usage: bash scripts/make_gym_policies.sh [task ...]     (default: hopper walker2d halfcheetah adroit-relocate
-#        adroit-door adroit-pen)
+#        adroit-door adroit-pen adroit-hammer)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LPDS=.venv/bin/lpds
@@ -90,4 +93,12 @@ if [ ${#TASKS_WANTED[@]} -eq 0 ] || [[ " ${TASKS_WANTED[*]} " =~ " adroit-pen " 
     rm -rf models/adroit-pen-diffusion
     $LPDS pretrain --task adroit-pen --demos demos/adroit-pen.hdf5 --backbone diffusion --max-demos 20 \
         --epochs 600 --seed 0 --config config/pretrain/diffusion_x0_trailing.yaml --out models/adroit-pen-diffusion
+fi
+
+if [ ${#TASKS_WANTED[@]} -eq 0 ] || [[ " ${TASKS_WANTED[*]} " =~ " adroit-hammer " ]]; then
+    $LPDS collect --task adroit-hammer --noise 0 --episodes 30 --successful-only --seed 1000 \
+        --out demos/adroit-hammer.hdf5 --overwrite
+    rm -rf models/adroit-hammer-diffusion
+    $LPDS pretrain --task adroit-hammer --demos demos/adroit-hammer.hdf5 --backbone diffusion --max-demos 20 \
+        --epochs 600 --seed 0 --config config/pretrain/diffusion_x0_trailing.yaml --out models/adroit-hammer-diffusion
 fi

@@ -1,6 +1,6 @@
 """Scripted demonstrators for the Franka tasks (waypoints read from the observation only) and the registry
 of every task's demonstrator (``DEMONSTRATORS``; Adroit relocate's and door's live in ``adroit_scripted``,
-the pen's planner in ``adroit_mpc``).
+the pen and hammer planners in ``adroit_mpc``).
 
 ``make_demonstrator(task, noise, seed)`` returns an object with ``reset()`` (call at every episode start)
 and ``act(obs) -> action`` (float32, in the task's ``Box(-1, 1, (4,))``).  Each demonstrator is a small
@@ -34,7 +34,7 @@ import time
 
 import numpy as np
 
-from lpds_ros.data.adroit_mpc import PenDemonstrator
+from lpds_ros.data.adroit_mpc import HammerDemonstrator, MPPIDemonstrator, PenDemonstrator
 from lpds_ros.data.adroit_scripted import DoorDemonstrator, RelocateDemonstrator
 from lpds_ros.errors import LpdsError
 
@@ -249,13 +249,14 @@ class InsertDemonstrator(Demonstrator):
         return eef + np.append(xy_err, dz), CLOSE
 
 
-DEMONSTRATORS: dict[str, type[Demonstrator | RelocateDemonstrator | DoorDemonstrator | PenDemonstrator]] = {
+DEMONSTRATORS: dict[str, type[Demonstrator | RelocateDemonstrator | DoorDemonstrator | MPPIDemonstrator]] = {
     "franka-lift": LiftDemonstrator,
     "franka-pickplace": PickPlaceDemonstrator,
     "franka-insert": InsertDemonstrator,
     "adroit-relocate": RelocateDemonstrator,
     "adroit-door": DoorDemonstrator,
     "adroit-pen": PenDemonstrator,
+    "adroit-hammer": HammerDemonstrator,
 }
 
 
