@@ -45,13 +45,12 @@ SPECS=(
     "halfcheetah   60000          0.3          10                        diffusion"
 )
 TASKS_WANTED=("$@")
+wanted() { [ ${#TASKS_WANTED[@]} -eq 0 ] || [[ " ${TASKS_WANTED[*]} " =~ " $1 " ]]; }
 mkdir -p demos experts models
 for spec in "${SPECS[@]}"; do
     set -- $spec
     task=$1 steps=$2 noise=$3 n=$4 backbones=$5
-    if [ ${#TASKS_WANTED[@]} -gt 0 ] && [[ ! " ${TASKS_WANTED[*]} " =~ " $task " ]]; then
-        continue
-    fi
+    wanted "$task" || continue
     if [ -f "experts/$task/expert.json" ] && [ ! -f "experts/$task/checkpoint.pt" ]; then
         echo "== $task: using the shipped expert experts/$task (delete it to retrain)"
     else
@@ -68,37 +67,35 @@ for spec in "${SPECS[@]}"; do
     done
 done
 
-if [ ${#TASKS_WANTED[@]} -eq 0 ] || [[ " ${TASKS_WANTED[*]} " =~ " adroit-relocate " ]]; then
-    $LPDS collect --task adroit-relocate --noise 0.02 --episodes 100 --successful-only --seed 1000 \
-        --out demos/adroit-relocate.hdf5 --overwrite
+# Adroit: successful episodes from the task's own demonstrator (scripted or planner), seeds 1000..
+collect_demonstrator() {  # task noise episodes
+    $LPDS collect --task "$1" --noise "$2" --episodes "$3" --successful-only --seed 1000 \
+        --out "demos/$1.hdf5" --overwrite
+}
+
+# Adroit: the x_0-predicting diffusion policy on the first 20 demos
+pretrain_x0_diffusion() {  # task epochs
+    rm -rf "models/$1-diffusion"
+    $LPDS pretrain --task "$1" --demos "demos/$1.hdf5" --backbone diffusion --max-demos 20 \
+        --epochs "$2" --seed 0 --config config/pretrain/diffusion_x0_trailing.yaml --out "models/$1-diffusion"
+}
+
+if wanted adroit-relocate; then
+    collect_demonstrator adroit-relocate 0.02 100
     rm -rf models/adroit-relocate-flow
     $LPDS pretrain --task adroit-relocate --demos demos/adroit-relocate.hdf5 --backbone flow --epochs 150 --seed 0 \
         --out models/adroit-relocate-flow
-    rm -rf models/adroit-relocate-diffusion
-    $LPDS pretrain --task adroit-relocate --demos demos/adroit-relocate.hdf5 --backbone diffusion --max-demos 20 \
-        --epochs 150 --seed 0 --config config/pretrain/diffusion_x0_trailing.yaml --out models/adroit-relocate-diffusion
+    pretrain_x0_diffusion adroit-relocate 150
 fi
-
-if [ ${#TASKS_WANTED[@]} -eq 0 ] || [[ " ${TASKS_WANTED[*]} " =~ " adroit-door " ]]; then
-    $LPDS collect --task adroit-door --noise 0.02 --episodes 100 --successful-only --seed 1000 \
-        --out demos/adroit-door.hdf5 --overwrite
-    rm -rf models/adroit-door-diffusion
-    $LPDS pretrain --task adroit-door --demos demos/adroit-door.hdf5 --backbone diffusion --max-demos 20 \
-        --epochs 150 --seed 0 --config config/pretrain/diffusion_x0_trailing.yaml --out models/adroit-door-diffusion
+if wanted adroit-door; then
+    collect_demonstrator adroit-door 0.02 100
+    pretrain_x0_diffusion adroit-door 150
 fi
-
-if [ ${#TASKS_WANTED[@]} -eq 0 ] || [[ " ${TASKS_WANTED[*]} " =~ " adroit-pen " ]]; then
-    $LPDS collect --task adroit-pen --noise 0 --episodes 30 --successful-only --seed 1000 \
-        --out demos/adroit-pen.hdf5 --overwrite
-    rm -rf models/adroit-pen-diffusion
-    $LPDS pretrain --task adroit-pen --demos demos/adroit-pen.hdf5 --backbone diffusion --max-demos 20 \
-        --epochs 600 --seed 0 --config config/pretrain/diffusion_x0_trailing.yaml --out models/adroit-pen-diffusion
+if wanted adroit-pen; then
+    collect_demonstrator adroit-pen 0 30
+    pretrain_x0_diffusion adroit-pen 600
 fi
-
-if [ ${#TASKS_WANTED[@]} -eq 0 ] || [[ " ${TASKS_WANTED[*]} " =~ " adroit-hammer " ]]; then
-    $LPDS collect --task adroit-hammer --noise 0 --episodes 30 --successful-only --seed 1000 \
-        --out demos/adroit-hammer.hdf5 --overwrite
-    rm -rf models/adroit-hammer-diffusion
-    $LPDS pretrain --task adroit-hammer --demos demos/adroit-hammer.hdf5 --backbone diffusion --max-demos 20 \
-        --epochs 600 --seed 0 --config config/pretrain/diffusion_x0_trailing.yaml --out models/adroit-hammer-diffusion
+if wanted adroit-hammer; then
+    collect_demonstrator adroit-hammer 0 30
+    pretrain_x0_diffusion adroit-hammer 600
 fi
