@@ -48,6 +48,9 @@ def test_configs_reject_bad_values_naming_the_field():
         DSRLConfig(activation="swish-typo")
     with pytest.raises(ValueError, match="LPDSConfig.actor_gradient.*noise_critic, decoder"):
         LPDSConfig(actor_gradient="q_a")
+    for scale in (0.0, float("inf")):
+        with pytest.raises(ValueError, match="ResidualConfig.reward_scale.*positive"):
+            ResidualConfig(reward_scale=scale)
 
 
 def test_dual_ascent_raises_alpha_when_violated_and_returns_to_zero_when_slack():
@@ -110,10 +113,11 @@ def test_step_zero_steered_decode_equals_base_decode(method):
     assert torch.equal(extras["latent"], extras["latent"]) and agent.deviation(obs) == 0.0
 
 
-def test_chunk_td_target_on_a_hand_computed_mdp():
-    """Q^A_target ≡ c: y = r + γ^k (1 − done) c, with r, k, done as the loop stores them."""
+@pytest.mark.parametrize("reward_scale", [1.0, 0.01])
+def test_chunk_td_target_on_a_hand_computed_mdp(reward_scale):
+    """Q^A_target ≡ c: y = s·r + γ^k (1 − done) c, with r, k, done as the loop stores them (s: reward_scale)."""
     decoder = BimodalDecoder(obs_dim=2, action_dim=1, horizon=4, exec_horizon=2)
-    agent = make_agent("lpds", decoder, LPDSConfig(delta=0.3, **SMALL))
+    agent = make_agent("lpds", decoder, LPDSConfig(delta=0.3, reward_scale=reward_scale, **SMALL))
     c, gamma = 2.0, 0.9
     for q in agent.nets["q_a_target"].qs:
         with torch.no_grad():
@@ -125,7 +129,7 @@ def test_chunk_td_target_on_a_hand_computed_mdp():
     discount = torch.tensor([gamma**2, gamma, gamma])
     done = torch.tensor([0.0, 1.0, 0.0])
     batch = _batch(agent, n=3, reward=reward, done=done, discount=discount)
-    expected = torch.tensor([0.9 + 0.81 * 2.0, 1.0, 0.9 * 2.0])
+    expected = torch.tensor([reward_scale * 0.9 + 0.81 * 2.0, reward_scale * 1.0, 0.9 * 2.0])
     assert agent.update(batch)["critic/q_mean"] == pytest.approx(expected.mean().item(), abs=1e-5)
 
 

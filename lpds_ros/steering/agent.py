@@ -126,10 +126,11 @@ class SteeringAgent(nn.Module):
 
 
 # ------------------------------------------------------------------------------ shared update steps
-def chunk_td_target(batch: dict[str, Tensor], next_value: Tensor) -> Tensor:
-    """y = r + γ^k (1 − done) V(s'): r the chunk's discounted reward over its k executed steps, γ^k stored
-    as ``discount``, done = termination only (a truncated chunk still bootstraps from its final obs)."""
-    return batch["reward"] + batch["discount"] * (1.0 - batch["done"]) * next_value
+def chunk_td_target(batch: dict[str, Tensor], next_value: Tensor, reward_scale: float = 1.0) -> Tensor:
+    """y = c·r + γ^k (1 − done) V(s'): r the chunk's discounted reward over its k executed steps, c the config's
+    ``reward_scale``, γ^k stored as ``discount``, done = termination only (a truncated chunk still bootstraps
+    from its final obs)."""
+    return reward_scale * batch["reward"] + batch["discount"] * (1.0 - batch["done"]) * next_value
 
 
 def twin_td_loss(q: TwinQ, x: Tensor, action: Tensor, y: Tensor) -> Tensor:

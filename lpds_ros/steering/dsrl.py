@@ -108,7 +108,8 @@ class DSRLAgent(SteeringAgent):
         with torch.no_grad():
             w_next, log_prob_next = self.latent(next_obs, self.randn(n, self.latent_dim))
             critic_in_next = self._critic_input(next_obs, w_next)
-            y = chunk_td_target(batch, nets["q_target"].min(x_next, critic_in_next) - temperature * log_prob_next)
+            y = chunk_td_target(batch, nets["q_target"].min(x_next, critic_in_next) - temperature * log_prob_next,
+                                self.config.reward_scale)
         critic_in = batch["action"].flatten(1) if c.noise_aliasing else batch["latent"].flatten(1)
         td_loss = twin_td_loss(nets["q"], x, critic_in, y)
         self.step("q", td_loss)

@@ -140,7 +140,8 @@ class LPDSAgent(SteeringAgent):
         with torch.no_grad():
             w_next = _latent(*self._head(x_next), self.randn(n, self.latent_dim))
             a_next = self.decode(next_obs, w_next.view(n, self.horizon, self.action_dim))[:, : self.exec_horizon]
-            y = chunk_td_target(batch, nets["q_a_target"].min(x_next, a_next.flatten(1)))
+            y = chunk_td_target(batch, nets["q_a_target"].min(x_next, a_next.flatten(1)),
+                                self.config.reward_scale)
         td_loss = twin_td_loss(nets["q_a"], x, batch["action"].flatten(1), y)
         self.step("q_a", td_loss)
 

@@ -101,7 +101,8 @@ class ResidualAgent(SteeringAgent):
         with torch.no_grad():
             base_next = self.decode(next_obs, self.randn(n, self.horizon, self.action_dim))[:, : self.exec_horizon]
             a_next, log_prob_next = self.corrected(x_next, base_next.flatten(1), self.randn(n, self.exec_dim))
-            y = chunk_td_target(batch, nets["q_a_target"].min(x_next, a_next) - temperature * log_prob_next)
+            y = chunk_td_target(batch, nets["q_a_target"].min(x_next, a_next) - temperature * log_prob_next,
+                                self.config.reward_scale)
         td_loss = twin_td_loss(nets["q_a"], x, batch["action"].flatten(1), y)
         self.step("q_a", td_loss)
 
