@@ -336,7 +336,11 @@ def plot_curves(doc: dict[str, Any], path: str | Path) -> None:
             if np.all(np.isnan(mean)):
                 continue
             ax.plot(x, mean, label=name, color=colors[name])
-            ax.fill_between(x, mean - std, mean + std, alpha=0.2, color=colors[name])
+            low, high = mean - std, mean + std
+            if key != "return":  # success, ‖Δ‖², α and the entropy ratio cannot go below 0, nor success above 1
+                low = np.maximum(low, 0.0)
+                high = np.minimum(high, 1.0) if key == "success" else high
+            ax.fill_between(x, low, high, alpha=0.2, color=colors[name])
         if key == "deviation" and doc.get("delta") is not None:
             ax.axhline(doc["delta"], color="k", linestyle="--", linewidth=0.8, label="δ")
         ax.set_xlabel("env steps")
