@@ -77,7 +77,8 @@ class AgentConfig:
     each acting step and stored with the transition (exact, because Φ is frozen and deterministic; saves one
     decode per update).  ``fresh``: a new ε ~ N(0, I) and a decode of Φ(s, ε) every update."""
     reward_scale: float = 1.0
-    """c: the critics learn Q of the scaled reward c·r (the replay buffer and every log keep the raw reward).
+    """c: the critics learn Q of the scaled reward c·r.  The replay buffer and the logged episode returns stay raw;
+    the critic metrics (``critic/q_mean``, ``critic/td_loss``, ``actor/q``) are in scaled units.
     Why: Adam moves a network's output by ~lr per update, so a critic whose targets are in the thousands
     (Adroit's dense rewards: a hammer success returns ~17,000) is still far below them after 30k env steps
     (Q^A's mean 243 at 6k updates on adroit-hammer).  The constrained problems (LP-DS's bound, SAC's entropy
