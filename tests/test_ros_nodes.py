@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_msgs.msg import Bool, Empty, Int64, String  # noqa: E402
 
 from lpds_ros.nodes import convert  # noqa: E402
+from lpds_ros.nodes.spinner import BackgroundSpinner  # noqa: E402
 
 pytestmark = pytest.mark.ros
 REPO = Path(__file__).resolve().parent.parent
@@ -52,8 +52,7 @@ class Ros:
         self.nodes = []
         self.clients = []  # action clients to destroy once the executor has stopped
         self.probe = self.add(rclpy.create_node("probe", context=self.context))
-        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self._thread.start()
+        self.spinner = BackgroundSpinner(self.executor, "test_ros_nodes.spin").start()
 
     def add(self, node):
         self.nodes.append(node)
@@ -78,19 +77,20 @@ class Ros:
         return dict(self.probe.get_topic_names_and_types())
 
     def close(self):
-        self.executor.shutdown(timeout_sec=2.0)
-        self._thread.join(timeout=5.0)
+        self.spinner.halt()
+        for node in self.nodes:  # as SimGraph.stop: close, stop the executor, then destroy
+            if callable(getattr(node, "close", None)):
+                node.close()
+        self.spinner.shutdown()
         for client in self.clients:
             client.destroy()
         for node in self.nodes:
-            if callable(getattr(node, "close", None)):
-                node.close()
             node.destroy_node()
         rclpy.shutdown(context=self.context)
 
 
 _OFFSETS = {"test_sim_node": 0, "test_perception": 1, "test_policy": 2, "test_safety": 3, "test_closed": 4,
-            "test_shipped": 5, "test_bad": 6, "test_marker": 7, "test_processes": 8}
+            "test_shipped": 5, "test_bad": 6, "test_marker": 7, "test_processes": 8, "test_spinner": 9}
 
 
 def _offset(request) -> int:
@@ -120,6 +120,53 @@ def _types(ros: Ros, expected: dict[str, str]) -> None:
     types = ros.topic_types()
     for topic, kind in expected.items():
         assert types[topic] == [kind], (topic, types[topic])
+
+
+# ------------------------------------------------------------------------------------- BackgroundSpinner
+@pytest.mark.timeout(60)
+def test_spinner_stops_dispatching_then_waits_for_running_callbacks(request):
+    """The order every graph here stops in: halt dispatch, let running callbacks end, then shut the executor down
+    (rclpy's own shutdown returns with callbacks still running, which is what raced at the suite's exit)."""
+    import threading
+
+    from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=_DOMAIN_BASE + _offset(request))
+    executor = MultiThreadedExecutor(num_threads=2, context=context)
+    node = rclpy.create_node("spinner_probe", context=context)
+    executor.add_node(node)
+    ticks: list[int] = []
+    started, release, finished = threading.Event(), threading.Event(), []
+
+    def slow():
+        slow_timer.cancel()
+        started.set()
+        release.wait(10.0)
+        finished.append(len(ticks))
+
+    node.create_timer(0.01, lambda: ticks.append(len(ticks)), callback_group=MutuallyExclusiveCallbackGroup())
+    slow_timer = node.create_timer(0.01, slow, callback_group=MutuallyExclusiveCallbackGroup())
+    spinner = BackgroundSpinner(executor, "test_spinner.spin").start()
+    try:
+        deadline = time.monotonic() + 20.0
+        while (len(ticks) < 3 or not started.is_set()) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert len(ticks) >= 3 and started.is_set(), "the spinner did not dispatch"
+        spinner.halt()
+        time.sleep(0.05)
+        halted_at = len(ticks)
+        time.sleep(0.2)
+        assert len(ticks) == halted_at, "callbacks were dispatched after halt()"
+        assert not finished
+        threading.Timer(0.2, release.set).start()
+        spinner.shutdown()
+        assert finished, "shutdown() returned while a callback was still running"
+        spinner.shutdown()  # idempotent
+    finally:
+        release.set()
+        node.destroy_node()
+        rclpy.shutdown(context=context)
 
 
 # ----------------------------------------------------------------------------------------------- sim_node

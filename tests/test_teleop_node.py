@@ -25,6 +25,7 @@ pytest.importorskip("franka_msgs")
 from ros_domains import claim_domains  # noqa: E402
 
 from lpds_ros.nodes import convert  # noqa: E402
+from lpds_ros.nodes.spinner import BackgroundSpinner  # noqa: E402
 
 pytestmark = pytest.mark.ros
 REPO = Path(__file__).resolve().parent.parent
@@ -42,8 +43,7 @@ def spinning(domain_id: int):
     executor = MultiThreadedExecutor(num_threads=3, context=context)
     nodes = [rclpy.create_node("probe", context=context)]
     executor.add_node(nodes[0])
-    spin = threading.Thread(target=executor.spin, daemon=True)
-    spin.start()
+    spinner = BackgroundSpinner(executor, "test_teleop_node.spin").start()
 
     def add(node):
         nodes.append(node)
@@ -53,11 +53,12 @@ def spinning(domain_id: int):
     try:
         yield context, nodes[0], add
     finally:
-        executor.shutdown(timeout_sec=2.0)
-        spin.join(timeout=5.0)
+        spinner.halt()
         for node in reversed(nodes):
             if callable(getattr(node, "close", None)):
                 node.close()
+        spinner.shutdown()
+        for node in reversed(nodes):
             node.destroy_node()
         rclpy.shutdown(context=context)
 

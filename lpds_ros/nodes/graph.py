@@ -27,6 +27,7 @@ import yaml
 
 from lpds_ros.config import ConfigError
 from lpds_ros.errors import LpdsError
+from lpds_ros.nodes.spinner import BackgroundSpinner
 from lpds_ros.nodes.topics import load_topics, package_file
 
 NODES = ("sim_node", "perception_node", "policy_node", "safety_filter_node")
@@ -158,8 +159,7 @@ class SimGraph:
                 sys.setswitchinterval(5e-4)
             for node in [*self.nodes.values(), self.runner]:
                 self.executor.add_node(node)
-            self._spin = threading.Thread(target=self.executor.spin, name="lpds_graph.spin", daemon=True)
-            self._spin.start()
+            self._spinner = BackgroundSpinner(self.executor, "lpds_graph.spin").start()
             self._wait_connected()
         except BaseException:
             self.stop()
@@ -210,14 +210,18 @@ class SimGraph:
     def stop(self) -> None:
         import rclpy
 
-        executor = getattr(self, "executor", None)
-        if executor is not None:
-            executor.shutdown(timeout_sec=2.0)
-            self._spin.join(timeout=5.0)
+        spinner = getattr(self, "_spinner", None)
+        if spinner is not None:
+            spinner.halt()
+        # close before the executor's shutdown: the sim's gripper-action callbacks wait on its stepping thread
         for node in self.nodes.values():
             close = getattr(node, "close", None)
             if callable(close):
                 close()
+        if spinner is not None:
+            spinner.shutdown()
+            self._spinner = None
+        for node in self.nodes.values():
             node.destroy_node()
         self.nodes.clear()
         for child in self._children:

@@ -206,6 +206,7 @@ class RosTrainer(Trainer):
         from rclpy.executors import MultiThreadedExecutor
 
         from lpds_ros.nodes.graph import SimGraph, load_graph_params, resolve_policy
+        from lpds_ros.nodes.spinner import BackgroundSpinner
         from lpds_ros.nodes.topics import load_topics, package_file
 
         c, mode = self.config, self.options.graph
@@ -223,8 +224,7 @@ class RosTrainer(Trainer):
                 self._context = rclpy.Context()
                 rclpy.init(context=self._context)
                 self._executor = MultiThreadedExecutor(num_threads=3, context=self._context)
-                self._spin = threading.Thread(target=self._executor.spin, name="lpds_learner.spin", daemon=True)
-                self._spin.start()
+                self._spinner = BackgroundSpinner(self._executor, "lpds_learner.spin").start()
                 context, executor, topics = self._context, self._executor, load_topics(None)
             else:
                 # inline: SimGraph shortens the GIL switch interval so the learner's torch ops keep moving
@@ -246,8 +246,7 @@ class RosTrainer(Trainer):
             self.graph.stop()
             self.graph = None
         if getattr(self, "_executor", None) is not None:
-            self._executor.shutdown(timeout_sec=2.0)
-            self._spin.join(timeout=5.0)
+            self._spinner.shutdown()
             if self.link is not None:
                 self.link.node.destroy_node()
             if self._context.ok():

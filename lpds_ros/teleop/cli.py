@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -49,6 +48,7 @@ class TeleopGraph:
         from rclpy.parameter import Parameter
 
         from lpds_ros.nodes.graph import _coerce, make_node
+        from lpds_ros.nodes.spinner import BackgroundSpinner
         from lpds_ros.nodes.teleop_node import TeleopNode, TeleopParams
 
         self.context = rclpy.Context()
@@ -66,8 +66,7 @@ class TeleopGraph:
             self.executor = MultiThreadedExecutor(num_threads=6, context=self.context)
             for node in self.nodes.values():
                 self.executor.add_node(node)
-            self._spin = threading.Thread(target=self.executor.spin, name="lpds_teleop.spin", daemon=True)
-            self._spin.start()
+            self._spinner = BackgroundSpinner(self.executor, "lpds_teleop.spin").start()
         except BaseException:
             self.stop()
             raise
@@ -76,15 +75,19 @@ class TeleopGraph:
     def stop(self) -> None:
         import rclpy
 
-        executor = getattr(self, "executor", None)
-        if executor is not None:
-            executor.shutdown(timeout_sec=2.0)
-            self._spin.join(timeout=5.0)
-            self.executor = None
-        for node in reversed(list(self.nodes.values())):
+        spinner = getattr(self, "_spinner", None)
+        if spinner is not None:
+            spinner.halt()
+        nodes = list(reversed(list(self.nodes.values())))
+        for node in nodes:  # before the executor's shutdown, as in SimGraph.stop
             close = getattr(node, "close", None)
             if callable(close):
                 close()
+        if spinner is not None:
+            spinner.shutdown()
+            self._spinner = None
+            self.executor = None
+        for node in nodes:
             node.destroy_node()
         self.nodes.clear()
         if getattr(self, "context", None) is not None and self.context.ok():
