@@ -133,7 +133,8 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=30_000, help="budget in env steps (not chunks)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="run folder (default: runs/<task>-<backbone>/<method>/seed<seed>)")
-    p.add_argument("--buffer-size", dest="buffer_size", type=int, help="replay capacity in chunk transitions (default: the budget)")
+    p.add_argument("--buffer-size", dest="buffer_size", type=int, help="replay capacity in chunk transitions (default: the budget's chunk count; "
+                   "once full, the oldest rows make room)")
     p.add_argument("--eval-envs", dest="eval_envs", type=int, help="parallel envs of an evaluation (default 10)")
     p.add_argument("--threads", dest="torch_threads", type=int, help="torch threads (default 1)")
     p.add_argument("--agent-config", dest="agent_config", help="YAML of the method's config fields (LPDSConfig, DSRLConfig, ...)")

@@ -327,6 +327,8 @@ def plot_curves(doc: dict[str, Any], path: str | Path) -> None:
               ("alpha", "α (LP-DS)"), ("entropy_ratio", "entropy ratio (first action)")]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6))
     colors = {name: f"C{i}" for i, name in enumerate(doc["methods"])}  # one colour per method in every panel
+    counts = {name: len(entry.get("seeds") or doc["seeds"]) for name, entry in doc["methods"].items()}
+    uneven = len(set(counts.values())) > 1  # a partial cell: say each method's n, not the union's
     for ax, (key, label) in zip(axes, panels):
         for name, entry in doc["methods"].items():
             c = entry["curve"]
@@ -335,7 +337,7 @@ def plot_curves(doc: dict[str, Any], path: str | Path) -> None:
             std = np.asarray([np.nan if v is None else v for v in c[f"{key}_std"]], dtype=float)
             if np.all(np.isnan(mean)):
                 continue
-            ax.plot(x, mean, label=name, color=colors[name])
+            ax.plot(x, mean, label=f"{name} (n={counts[name]})" if uneven else name, color=colors[name])
             low, high = mean - std, mean + std
             if key != "return":  # success, ‖Δ‖², α and the entropy ratio cannot go below 0, nor success above 1
                 low = np.maximum(low, 0.0)
@@ -346,7 +348,8 @@ def plot_curves(doc: dict[str, Any], path: str | Path) -> None:
         ax.set_xlabel("env steps")
         ax.set_title(label)
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"{doc['task']} / {doc['backbone']} (mean ± std over {len(doc['seeds'])} seeds)")
+    over = "seeds, n per method" if uneven else f"{len(doc['seeds'])} seeds"
+    fig.suptitle(f"{doc['task']} / {doc['backbone']} (mean ± std over {over})")
     fig.tight_layout()
     import io
 

@@ -229,7 +229,9 @@ class FinetuneConfig:
     learning_starts: int = 2_000
     """Env steps collected with the prior latent (the base policy) before the first update."""
     buffer_size: int = 0
-    """Replay capacity in chunk transitions; 0 means enough for the whole budget."""
+    """Replay capacity in chunk transitions; 0 means the budget's chunk count (env steps / executed steps, plus one
+    per env).  Chunks cut short by an episode's end make a run add a little more than that (43 rows, 0.6%, on a
+    30k hopper run), and the ring buffer then drops its oldest rows, as any FIFO replay does."""
     eval_every: int = 5_000
     """Env steps between evaluations (one also runs at step 0 and at the end)."""
     eval_episodes: int = 20
