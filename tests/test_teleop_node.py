@@ -25,7 +25,7 @@ pytest.importorskip("franka_msgs")
 from ros_domains import claim_domains  # noqa: E402
 
 from lpds_ros.nodes import convert  # noqa: E402
-from lpds_ros.nodes.spinner import BackgroundSpinner  # noqa: E402
+from lpds_ros.nodes.spinner import BackgroundSpinner, teardown  # noqa: E402
 
 pytestmark = pytest.mark.ros
 REPO = Path(__file__).resolve().parent.parent
@@ -53,13 +53,7 @@ def spinning(domain_id: int):
     try:
         yield context, nodes[0], add
     finally:
-        spinner.halt()
-        for node in reversed(nodes):
-            if callable(getattr(node, "close", None)):
-                node.close()
-        spinner.shutdown()
-        for node in reversed(nodes):
-            node.destroy_node()
+        teardown(reversed(nodes), spinner)
         rclpy.shutdown(context=context)
 
 

@@ -27,7 +27,7 @@ import yaml
 
 from lpds_ros.config import ConfigError
 from lpds_ros.errors import LpdsError
-from lpds_ros.nodes.spinner import BackgroundSpinner
+from lpds_ros.nodes.spinner import BackgroundSpinner, teardown
 from lpds_ros.nodes.topics import load_topics, package_file
 
 NODES = ("sim_node", "perception_node", "policy_node", "safety_filter_node")
@@ -210,19 +210,8 @@ class SimGraph:
     def stop(self) -> None:
         import rclpy
 
-        spinner = getattr(self, "_spinner", None)
-        if spinner is not None:
-            spinner.halt()
-        # close before the executor's shutdown: the sim's gripper-action callbacks wait on its stepping thread
-        for node in self.nodes.values():
-            close = getattr(node, "close", None)
-            if callable(close):
-                close()
-        if spinner is not None:
-            spinner.shutdown()
-            self._spinner = None
-        for node in self.nodes.values():
-            node.destroy_node()
+        teardown(self.nodes.values(), getattr(self, "_spinner", None))
+        self._spinner = None
         self.nodes.clear()
         for child in self._children:
             if child.poll() is None:

@@ -13,7 +13,8 @@ import threading
 
 
 class BackgroundSpinner:
-    """``spinner = BackgroundSpinner(executor, name).start()``; ``spinner.shutdown()`` at the end (idempotent)."""
+    """``spinner = BackgroundSpinner(executor, name).start()``; at the end ``teardown(nodes, spinner)``, or ``halt``
+    and ``shutdown`` around one's own teardown (both idempotent)."""
 
     def __init__(self, executor, name: str, *, poll_s: float = 0.05) -> None:
         self.executor = executor
@@ -52,3 +53,20 @@ class BackgroundSpinner:
             waiter.start()
             waiter.join(timeout=timeout_s)
         self.executor.shutdown(timeout_sec=timeout_s)
+
+
+def teardown(nodes, spinner: BackgroundSpinner | None) -> None:
+    """End the nodes a spinner spins (``spinner`` None: start-up failed before spinning): halt dispatch, ``close()``
+    each node that has one (the sim's gripper-action callbacks wait on its stepping thread until then), shut the
+    executor down, then destroy each node."""
+    nodes = list(nodes)
+    if spinner is not None:
+        spinner.halt()
+    for node in nodes:
+        close = getattr(node, "close", None)
+        if callable(close):
+            close()
+    if spinner is not None:
+        spinner.shutdown()
+    for node in nodes:
+        node.destroy_node()

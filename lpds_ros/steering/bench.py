@@ -327,7 +327,7 @@ def plot_curves(doc: dict[str, Any], path: str | Path) -> None:
               ("alpha", "α (LP-DS)"), ("entropy_ratio", "entropy ratio (first action)")]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6))
     colors = {name: f"C{i}" for i, name in enumerate(doc["methods"])}  # one colour per method in every panel
-    counts = {name: len(entry.get("seeds") or doc["seeds"]) for name, entry in doc["methods"].items()}
+    counts = {name: len(entry["seeds"]) for name, entry in doc["methods"].items()}
     uneven = len(set(counts.values())) > 1  # a partial cell: say each method's n, not the union's
     for ax, (key, label) in zip(axes, panels):
         for name, entry in doc["methods"].items():

@@ -75,20 +75,10 @@ class TeleopGraph:
     def stop(self) -> None:
         import rclpy
 
-        spinner = getattr(self, "_spinner", None)
-        if spinner is not None:
-            spinner.halt()
-        nodes = list(reversed(list(self.nodes.values())))
-        for node in nodes:  # before the executor's shutdown, as in SimGraph.stop
-            close = getattr(node, "close", None)
-            if callable(close):
-                close()
-        if spinner is not None:
-            spinner.shutdown()
-            self._spinner = None
-            self.executor = None
-        for node in nodes:
-            node.destroy_node()
+        from lpds_ros.nodes.spinner import teardown
+
+        teardown(reversed(list(self.nodes.values())), getattr(self, "_spinner", None))
+        self._spinner = self.executor = None
         self.nodes.clear()
         if getattr(self, "context", None) is not None and self.context.ok():
             rclpy.shutdown(context=self.context)
