@@ -48,6 +48,8 @@ def test_configs_reject_bad_values_naming_the_field():
         DSRLConfig(activation="swish-typo")
     with pytest.raises(ValueError, match="LPDSConfig.actor_gradient.*noise_critic, decoder"):
         LPDSConfig(actor_gradient="q_a")
+    with pytest.raises(ValueError, match="LPDSConfig.distill_executed.*noise critic"):
+        LPDSConfig(distill_executed=True, actor_gradient="decoder")
     for scale in (0.0, float("inf")):
         with pytest.raises(ValueError, match="ResidualConfig.reward_scale.*positive"):
             ResidualConfig(reward_scale=scale)
@@ -261,10 +263,26 @@ def test_distilled_noise_critic_matches_the_action_critic_on_prior_noise():
     assert (q_w - q_a).pow(2).mean() < 0.15 * q_a.var()
 
 
+@pytest.mark.parametrize("distill_executed", [False, True])
+def test_noise_critic_distils_on_prior_pairs_and_optionally_on_the_executed_ones(distill_executed):
+    decoder = BimodalDecoder(obs_dim=3, action_dim=2, horizon=4, exec_horizon=2)
+    agent = make_agent("lpds", decoder, LPDSConfig(delta=0.3, distill_executed=distill_executed, **SMALL))
+    batch = _batch(agent)
+    x = agent.features(batch["obs"])
+    x_d, latent, action = agent.distillation_pairs(batch, batch["obs"], x)
+    prior = [batch["prior_latent"].flatten(1), batch["prior_action"].flatten(1)]
+    executed = [batch["latent"].flatten(1), batch["action"].flatten(1)]
+    expected = [torch.cat([p, e]) for p, e in zip(prior, executed)] if distill_executed else prior
+    torch.testing.assert_close(latent, expected[0])
+    torch.testing.assert_close(action, expected[1])
+    assert x_d.shape[0] == latent.shape[0] == (64 if distill_executed else 32)
+
+
 @pytest.mark.parametrize("method,config", [
     ("dsrl", DSRLConfig(**SMALL)), ("dsrl-sac", DSRLConfig(**SMALL)), ("residual", ResidualConfig(**SMALL)),
     ("lpds", LPDSConfig(delta=0.3, distill_noise="fresh", **SMALL)), ("lpds-gauss", LPDSConfig(delta=0.3, **SMALL)),
     ("lpds", LPDSConfig(delta=0.3, actor_gradient="decoder", **SMALL)),
+    ("lpds", LPDSConfig(delta=0.3, distill_executed=True, **SMALL)),
 ])
 def test_every_method_updates_with_its_fixed_metric_keys(method, config):
     decoder = BimodalDecoder(obs_dim=3, action_dim=2, horizon=4, exec_horizon=2)
@@ -321,3 +339,18 @@ def test_residual_zero_init_mean_starts_at_the_base_policy():
     # the default (random) mean does move the step-0 policy
     default = make_agent("residual", decoder, ResidualConfig(**SMALL))
     assert (default.policy_chunk(obs, eps) - base).abs().max() > 1e-4
+
+
+def test_noise_critic_check_sees_no_gain_before_training_and_the_rewarded_shift_after():
+    from lpds_ros.steering.critic_check import noise_critic_check
+
+    obs = torch.zeros(8, 1)
+    untrained = make_agent("lpds", BimodalDecoder(), LPDSConfig(delta=0.25, **SMALL))
+    check = noise_critic_check(untrained, obs, latents=32)
+    assert check["gain"] == {"q_w": 0.0, "q_a": 0.0, "corr": check["gain"]["corr"], "sign_agreement": 1.0}
+    assert check["prior ε"] == check["ε + Δ(s)"]  # Δ = 0 at initialisation: the same latents
+
+    agent, _ = _train_one_step_toy("lpds", LPDSConfig(delta=0.25, lr=3e-3, **SMALL), 260)
+    check = noise_critic_check(agent, obs, latents=256)
+    assert check["gain"]["q_a"] > 0 and check["gain"]["q_w"] > 0  # both critics value the move to the rewarded mode
+    assert check["slope"]["cosine_per_state"] > 0.5  # one latent dimension that matters: the slopes agree

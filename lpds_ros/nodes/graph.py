@@ -153,13 +153,15 @@ class SimGraph:
             self._gripper_probes = [ActionClient(self.runner, kind, name)
                                     for kind, name in ((Grasp, self.topics.gripper_grasp), (Move, self.topics.gripper_move))]
             self.executor = MultiThreadedExecutor(num_threads=8, context=self.context)
+            # made before it spins, so that a failure below still shuts this executor down in stop()
+            self._spinner = BackgroundSpinner(self.executor, "lpds_graph.spin")
             if not self.processes:
                 # Nodes in this process share one GIL: at the default 5 ms switch interval a busy executor
                 # thread makes every other thread (torch, the caller) wait up to 5 ms per hand-over.
                 sys.setswitchinterval(5e-4)
             for node in [*self.nodes.values(), self.runner]:
                 self.executor.add_node(node)
-            self._spinner = BackgroundSpinner(self.executor, "lpds_graph.spin").start()
+            self._spinner.start()
             self._wait_connected()
         except BaseException:
             self.stop()

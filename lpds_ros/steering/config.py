@@ -138,6 +138,12 @@ class LPDSConfig(AgentConfig):
     for the action critic.  It costs a differentiable decode per update (2-3× the update's time).  Measured on
     hopper / diffusion (2 seeds, docs/gym_adroit.md): worse than ``noise_critic`` (610 against 675), because the
     exact slope also finds where Q^A over-estimates; kept as an ablation."""
+    distill_executed: bool = False
+    """Also regress Q^W on the replayed executed pairs (w, Φ(s, w)), w = ε + Δ_θ'(s) of the Δ that acted, beside
+    the prior pairs (each update's distillation batch doubles; no extra decode).  Why: the actor climbs Q^W at
+    ε + Δ_θ(s), where prior-only distillation never checks it; on hopper / diffusion Q^W valued the shift at
+    1.7–2.5× what Q^A did.  With this on, 1.1–1.2×, but the return did not follow (638 against 656, 5 seeds;
+    docs/gym_adroit.md), so it stays off.  ``benchmarks/noise_critic_check.py`` reads a run's Q^W this way."""
     learn_scale: bool = False
     """The Gaussian variant (``lpds-gauss``, DESIGN §3's optional one): w = μ_θ(s) + σ_θ(s) ⊙ ε with a learned
     per-dimension scale, under E_s[2·KL(N(μ, σ²) ‖ N(0, I))] = E_s[‖μ‖² + Σ(σ² − 1 − 2 log σ)] ≤ δ.  At σ = 1 the
@@ -160,6 +166,10 @@ class LPDSConfig(AgentConfig):
             raise _bad(self, "actor_delay", "must be a non-negative integer")
         if self.actor_gradient not in ACTOR_GRADIENTS:
             raise _bad(self, "actor_gradient", f"must be one of {', '.join(ACTOR_GRADIENTS)}")
+        if not isinstance(self.distill_executed, bool):
+            raise _bad(self, "distill_executed", "must be true or false")
+        if self.distill_executed and self.actor_gradient != "noise_critic":
+            raise _bad(self, "distill_executed", "needs the noise critic (actor_gradient: noise_critic)")
         if not isinstance(self.learn_scale, bool):
             raise _bad(self, "learn_scale", "must be true or false")
         if self.learn_scale and not self.lagrange:

@@ -4,7 +4,8 @@
     maximise  E_s[ Q^W(s, ε + Δ_θ(s)) ]   subject to   E_s‖Δ_θ(s)‖² ≤ δ
 
 Each ``update`` is, in order: one chunk-TD step of the action critic Q^A, one distillation step of the
-noise critic Q^W onto Q^A(s, Φ(s, ε)) with prior ε, one actor step on
+noise critic Q^W onto Q^A(s, Φ(s, ε)) with prior ε (``distill_executed``: and on the replayed executed
+(w, Φ(s, w))), one actor step on
 E[Q^W(s, ε + Δ_θ(s)) − α'(‖Δ_θ(s)‖² − δ)], one projected dual step α ← max(0, α + η_α E[‖Δ‖² − δ]),
 and the Polyak step of Q^A's targets; ``actor_delay`` > 0 skips the actor and dual steps of the first
 updates (a critic warm-up).  ``actor_gradient="decoder"`` climbs min_j Q^A_j(s, Φ(s, w)) instead of Q^W, by
@@ -149,8 +150,7 @@ class LPDSAgent(SteeringAgent):
         # reads Q^A through the decoder).
         d_loss = torch.zeros(())
         if self.uses_noise_critic:
-            prior_latent, prior_action = prior_pairs(self, batch, obs)
-            d_loss = distill_loss(nets["q_w"], nets["q_a"], x, prior_latent, prior_action)
+            d_loss = distill_loss(nets["q_w"], nets["q_a"], *self.distillation_pairs(batch, obs, x))
             self.step("q_w", d_loss)
 
         # 3. Actor: maximise E[Q^W(s, ε + Δ_θ(s)) − α' (‖Δ_θ(s)‖² − δ)], α' = max(0, α + k_p (E‖Δ‖² − δ)),
@@ -180,6 +180,15 @@ class LPDSAgent(SteeringAgent):
             "dual/alpha": self.alpha.item(), "dual/alpha_effective": float(alpha),
             "dual/violation": violation.item(),
         }
+
+    def distillation_pairs(self, batch: dict[str, Tensor], obs: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(features, w, Φ(s, w)[:, :H_exec]) that Q^W regresses onto Q^A: the prior pairs, and with
+        ``distill_executed`` also the replayed executed ones (the latents the actor itself queries)."""
+        latent, action = prior_pairs(self, batch, obs)
+        if not self.config.distill_executed:
+            return x, latent, action
+        return (torch.cat([x, x]), torch.cat([latent, batch["latent"].flatten(1)]),
+                torch.cat([action, batch["action"].flatten(1)]))
 
     def _actor_value(self, obs: Tensor, x: Tensor, w: Tensor) -> Tensor:
         """E[Q(s, w)] for the actor, differentiable in w [B, H·d]: Q^W(s, w), or min_j Q^A_j(s, Φ(s, w)) with the
