@@ -53,6 +53,10 @@ def test_configs_reject_bad_values_naming_the_field():
     for scale in (0.0, float("inf")):
         with pytest.raises(ValueError, match="ResidualConfig.reward_scale.*positive"):
             ResidualConfig(reward_scale=scale)
+    with pytest.raises(ValueError, match="DSRLConfig.n_step.*positive"):
+        DSRLConfig(n_step=0)
+    with pytest.raises(ValueError, match="LPDSConfig.n_step.*integer"):
+        LPDSConfig(n_step=2.5)
 
 
 def test_dual_ascent_raises_alpha_when_violated_and_returns_to_zero_when_slack():
@@ -327,6 +331,40 @@ def test_replay_buffer_wraps_and_round_trips(tmp_path):
     assert other.ptr == 1 and all(np.array_equal(other.data[k], buffer.data[k]) for k in fields)
     with pytest.raises(LpdsError, match="does not fit"):
         ReplayBuffer(6, fields).load(tmp_path / "b.npz")
+
+
+def test_n_step_gather_follows_each_env_and_stops_at_episode_ends():
+    """Two envs (stride 2), capacity 7, four decisions: the eighth row overwrites the first.  env 0: a → a → a
+    (terminated), then a new episode b; env 1: c → c (truncated), then a new episode e → e."""
+    fields = transition_fields(1, 1, 1)
+    buffer = ReplayBuffer(7, fields)
+    decisions = [  # (obs, reward, next_obs, done, discount) for env 0, env 1
+        [(0.0, 1.0, 1.0, 0.0, 0.9), (10.0, 10.0, 11.0, 0.0, 0.8)],
+        [(1.0, 2.0, 2.0, 0.0, 0.7), (11.0, 20.0, 12.0, 0.0, 0.6)],  # env 1 truncated: next episode starts at 20
+        [(2.0, 3.0, 3.0, 1.0, 0.5), (20.0, 30.0, 21.0, 0.0, 0.4)],  # env 0 terminated
+        [(5.0, 4.0, 10.0, 0.0, 0.3), (21.0, 40.0, 22.0, 0.0, 0.2)],  # env 0 ends where an older row starts
+    ]
+    for rows in decisions:
+        obs, reward, next_obs, done, discount = (np.array(v, np.float32) for v in zip(*rows))
+        buffer.add({"obs": obs[:, None], "action": np.zeros((2, 1, 1)), "reward": reward, "next_obs": next_obs[:, None],
+                    "done": done, "discount": discount})
+    # positions: decision t of env i sits at (2t + i) mod 7; row 0 (env 0's first) is overwritten by env 1's last
+    idx = np.array([2, 1, 5, 6, 4, 3])
+    one = buffer.gather(idx)
+    assert np.array_equal(one["reward"], [2.0, 10.0, 30.0, 4.0, 3.0, 20.0])
+    three = buffer.gather(idx, n_step=3, stride=2)
+    np.testing.assert_allclose(three["reward"], [
+        2.0 + 0.7 * 3.0,  # stops at env 0's termination
+        10.0 + 0.8 * 20.0,  # stops at env 1's truncation (the next row starts another episode)
+        30.0 + 0.4 * 40.0,  # stops at the newest row of env 1
+        4.0,  # env 0's newest row: its +2 neighbour is an older row of the ring, though its obs matches
+        3.0,  # terminated itself
+        20.0,  # the truncated chunk bootstraps from its own next_obs
+    ], rtol=1e-6)
+    np.testing.assert_allclose(three["discount"], [0.7 * 0.5, 0.8 * 0.6, 0.4 * 0.2, 0.3, 0.5, 0.6], rtol=1e-6)
+    assert np.array_equal(three["done"], [1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+    assert np.array_equal(three["next_obs"][:, 0], [3.0, 12.0, 22.0, 10.0, 3.0, 12.0])
+    assert np.array_equal(three["obs"], one["obs"]) and np.array_equal(three["action"], one["action"])
 
 
 def test_residual_zero_init_mean_starts_at_the_base_policy():

@@ -40,8 +40,9 @@ def toy_config(out, **overrides):
     return FinetuneConfig(**{**values, **overrides})
 
 
-def test_resume_after_a_kill_continues_bit_for_bit(tmp_path, toy_tasks):
-    agent_config = LPDSConfig(delta=0.2, **SMALL)
+@pytest.mark.parametrize("n_step", [1, 3])
+def test_resume_after_a_kill_continues_bit_for_bit(tmp_path, toy_tasks, n_step):
+    agent_config = LPDSConfig(delta=0.2, n_step=n_step, **SMALL)
     whole = loop.Trainer(toy_config(tmp_path / "whole", env_steps=240), agent_config, decoder=toy_decoder())
     whole_result = whole.run()
     # "Killed" right after the checkpoint at 80 env steps: a run whose budget ends there wrote that checkpoint.
@@ -52,7 +53,11 @@ def test_resume_after_a_kill_continues_bit_for_bit(tmp_path, toy_tasks):
     assert state["loop"]["env_steps"] == 80 and state["envs"]
     # the next update from the checkpoint equals the uninterrupted run's next update
     resumed.load_checkpoint(tmp_path / "killed" / loop.CHECKPOINT_FILE)
-    batch = resumed.buffer.sample(32, np.random.default_rng(0))
+    batch = resumed.buffer.sample(32, np.random.default_rng(0), n_step, 4)
+    if n_step > 1:  # the loop lays rows out env by env, so most rows extend over their env's next decisions
+        rows = np.arange(len(resumed.buffer))
+        extended = resumed.buffer.gather(rows, n_step, 4)["discount"] < resumed.buffer.gather(rows)["discount"]
+        assert extended.mean() > 0.5
     m1 = resumed.agent.update(batch)
     again = loop.Trainer(toy_config(tmp_path / "killed", env_steps=240), agent_config, decoder=toy_decoder())
     again.load_checkpoint(tmp_path / "killed" / loop.CHECKPOINT_FILE)

@@ -68,12 +68,51 @@ class ReplayBuffer:
         self.size = int(min(self.size + n, self.capacity))
         self.added += n
 
-    def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        """A batch of rows drawn uniformly with replacement: {field: Tensor[batch_size, *shape]}."""
+    def sample(self, batch_size: int, rng: np.random.Generator, n_step: int = 1,
+               stride: int = 1) -> dict[str, torch.Tensor]:
+        """A batch of rows drawn uniformly with replacement: {field: Tensor[batch_size, *shape]}; with
+        ``n_step`` > 1 each row's TD fields span up to n decisions (``gather``)."""
         if self.size == 0:
             raise ValueError("cannot sample from an empty buffer")
         idx = rng.integers(0, self.size, size=batch_size)
-        return {name: torch.from_numpy(array[idx]) for name, array in self.data.items()}
+        return {name: torch.from_numpy(array) for name, array in self.gather(idx, n_step, stride).items()}
+
+    def gather(self, idx: np.ndarray, n_step: int = 1, stride: int = 1) -> dict[str, np.ndarray]:
+        """Rows ``idx`` {field: [len(idx), *shape]}; with ``n_step`` > 1 their TD fields are summed along the same
+        env's next n − 1 decisions: reward r_0 + γ^{k_0} r_1 + γ^{k_0+k_1} r_2 + ..., discount the product of the
+        γ^{k_j}, and done / next_obs those of the last decision taken.
+
+        Every decision adds one row per env in env order, so an env's next decision lies ``stride`` (the number
+        of envs) rows later.  The sum stops early at a termination, at an episode's end (the next row does not
+        start from this one's next_obs: a truncation and reset), and at the newest row.  The other fields (obs,
+        the action, the method's extras) stay the first decision's.
+        """
+        rows = {name: array[idx] for name, array in self.data.items()}
+        if n_step == 1:
+            return rows
+        live = rows["done"] == 0.0
+        cur = np.asarray(idx)
+        for _ in range(n_step - 1):
+            nxt = (cur + stride) % self.capacity
+            # nxt was written `stride` rows after cur (else it is an older row, or the ring's unwritten tail),
+            # and it continues cur's episode
+            live &= self._age(cur) >= stride
+            live &= (self.data["obs"][nxt] == self.data["next_obs"][cur]).all(axis=1)
+            take = np.flatnonzero(live)
+            if take.size == 0:
+                break
+            nt = nxt[take]
+            rows["reward"][take] += rows["discount"][take] * self.data["reward"][nt]
+            rows["discount"][take] *= self.data["discount"][nt]
+            rows["next_obs"][take] = self.data["next_obs"][nt]
+            rows["done"][take] = self.data["done"][nt]
+            live &= rows["done"] == 0.0
+            cur = nxt
+        return rows
+
+    def _age(self, pos: np.ndarray) -> np.ndarray:
+        """Rows added after the row at ``pos`` (0 for the newest)."""
+        return (self.ptr - 1 - pos) % self.capacity
 
     # ------------------------------------------------------------------------------------ save / load
     def to_bytes(self) -> bytes:

@@ -377,7 +377,7 @@ class Trainer:
                 # 2. updates: utd per chunk transition collected since learning_starts
                 start = time.perf_counter()
                 while a.learns and self.updates_due >= 1.0:
-                    batch = self.buffer.sample(a.config.batch_size, self.sample_rng)
+                    batch = self.buffer.sample(a.config.batch_size, self.sample_rng, a.config.n_step, c.num_envs)
                     metrics = a.update({k: v.to(self.device, non_blocking=True) for k, v in batch.items()})
                     for key, value in metrics.items():
                         self.pending_metrics.setdefault(key, []).append(value)
