@@ -129,7 +129,8 @@ class SteeringAgent(nn.Module):
 def chunk_td_target(batch: dict[str, Tensor], next_value: Tensor, reward_scale: float = 1.0) -> Tensor:
     """y = c·r + γ^k (1 − done) V(s'): r the chunk's discounted reward over its k executed steps, c the config's
     ``reward_scale``, γ^k stored as ``discount``, done = termination only (a truncated chunk still bootstraps
-    from its final obs)."""
+    from its final obs).  With ``n_step`` > 1 the replay buffer has already summed r, γ^k, done and s' over the
+    next decisions (``ReplayBuffer.gather``), so the same formula is the n-step target."""
     return reward_scale * batch["reward"] + batch["discount"] * (1.0 - batch["done"]) * next_value
 
 
